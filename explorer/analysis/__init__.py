@@ -1,0 +1,1 @@
+"""Measurements of models: complexity (params, MACs, memory, time) and architecture tables."""

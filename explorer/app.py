@@ -1,0 +1,23 @@
+"""The Streamlit entry point: ``streamlit run explorer/app.py``.
+
+One navigation over the pages in ``pages/`` and the sidebar every page shares.
+"""
+
+import sys
+from pathlib import Path
+
+# `streamlit run explorer/app.py` puts explorer/ on sys.path, not the repository root, so the
+# `explorer` package would not import without this.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from explorer.ui.navigation import app_pages  # noqa: E402
+from explorer.ui.sidebar import render_sidebar  # noqa: E402
+
+st.set_page_config(page_title="ResNet Explorer", page_icon=":material/account_tree:", layout="wide")
+navigation = st.navigation(list(app_pages().values()))
+render_sidebar()
+navigation.run()

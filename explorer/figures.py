@@ -1,0 +1,93 @@
+"""Plotly figures built from measurements; the app, the CLI and notebooks draw the same ones."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from explorer.analysis.architecture import Diagram
+
+STAGE_COLOURS = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#8c8c8c"]
+ARC_STYLES = {  # shortcut kind: (colour, dash, legend text)
+    "identity": ("#222222", "solid", "identity shortcut"),
+    "pad": ("#d62728", "dot", "option A: subsample + zero-pad"),
+    "projection": ("#1f77b4", "dash", "projection shortcut (1x1 conv)"),
+}
+
+
+def architecture_figure(diagram: Diagram, title: str = "") -> go.Figure:
+    """Layers left to right, coloured by stage; each shortcut an arc from a block's input to its sum."""
+    figure = go.Figure()
+    box_width, box_height = 0.8, 1.0
+    for index, layer in enumerate(diagram.layers):
+        colour = "#ffffff" if layer.kind == "gap" else STAGE_COLOURS[layer.stage % len(STAGE_COLOURS)]
+        figure.add_shape(
+            type="rect", x0=index - box_width / 2, x1=index + box_width / 2, y0=0, y1=box_height,
+            fillcolor=colour, line=dict(color="#333333", width=1, dash="dot" if layer.kind == "gap" else "solid"),
+        )
+        if layer.kind == "gap":
+            figure.add_annotation(x=index, y=box_height / 2, text=f"+{layer.hidden_blocks}", showarrow=False,
+                                  font=dict(size=10))
+    figure.add_trace(go.Scatter(
+        x=list(range(len(diagram.layers))), y=[box_height / 2] * len(diagram.layers), mode="markers",
+        marker=dict(size=18, opacity=0), hovertext=[layer.label for layer in diagram.layers],
+        hoverinfo="text", showlegend=False,
+    ))
+    seen_kinds = set()
+    for arc in diagram.arcs:
+        colour, dash, text = ARC_STYLES[arc.kind]
+        span = arc.end - arc.start
+        top = box_height + 0.35 + 0.12 * min(span, 4)
+        middle = (arc.start + arc.end) / 2
+        figure.add_shape(
+            type="path", path=f"M {arc.start},{box_height} Q {middle},{2 * top - box_height} {arc.end},{box_height}",
+            line=dict(color=colour, width=1.6, dash=dash),
+        )
+        if arc.kind not in seen_kinds:  # one legend entry per kind of shortcut
+            seen_kinds.add(arc.kind)
+            figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=text,
+                                        line=dict(color=colour, dash=dash)))
+    figure.update_xaxes(visible=False, range=[-1, max(len(diagram.layers), 8)])
+    figure.update_yaxes(visible=False, range=[-0.3, 2.6])
+    figure.update_layout(
+        title=title, height=260, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        plot_bgcolor="white", legend=dict(orientation="h", y=-0.05), hovermode="closest",
+    )
+    return figure
+
+
+def macs_vs_params_figure(rows: list[dict]) -> go.Figure:
+    """Our measured multiply-adds against parameters (log-log), with the paper's MACs where given."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(
+        x=[row["params"] for row in rows], y=[row["gmacs"] for row in rows], mode="markers+text",
+        text=[row["model"] for row in rows], textposition="middle right", textfont=dict(size=10),
+        name="measured (ours)",
+        marker=dict(size=10, color="#4c72b0"),
+    ))
+    with_paper = [row for row in rows if row.get("paper_gmacs")]
+    if with_paper:
+        figure.add_trace(go.Scatter(
+            x=[row["params"] for row in with_paper], y=[row["paper_gmacs"] for row in with_paper], mode="markers",
+            name="paper, Table 1", marker=dict(size=12, symbol="x", color="#c44e52"),
+        ))
+    figure.update_xaxes(type="log", title="parameters", tickvals=[1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8],
+                        ticktext=["100k", "300k", "1M", "3M", "10M", "30M", "100M", "300M"])
+    figure.update_yaxes(type="log", title="GMACs per image (multiply-adds)",
+                        tickvals=[0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30], ticktext=["0.01", "0.03", "0.1", "0.3", "1", "3", "10", "30"])
+    figure.update_layout(height=480, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.08))
+    return figure
+
+
+def forward_time_figure(rows: list[dict], device_label: str) -> go.Figure:
+    """Forward time against batch size, one line per model, as measured on ``device_label``."""
+    figure = go.Figure()
+    for row in rows:
+        points = sorted((int(key.removeprefix("forward_ms_batch")), value)
+                        for key, value in row.items() if key.startswith("forward_ms_batch"))
+        if points:
+            figure.add_trace(go.Scatter(x=[batch for batch, _ in points], y=[ms for _, ms in points],
+                                        mode="lines+markers", name=row["model"]))
+    figure.update_xaxes(type="log", title="batch size", tickvals=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
+    figure.update_yaxes(type="log", title="forward time (ms, median)", exponentformat="none")
+    figure.update_layout(title=f"Measured on {device_label}", height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return figure

@@ -1,0 +1,1 @@
+"""Streamlit helpers: the only place besides ``explorer/app.py`` that imports streamlit."""

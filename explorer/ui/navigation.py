@@ -1,0 +1,35 @@
+"""The app's pages, in menu order; Home links to them through the same objects."""
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES_DIR = Path(__file__).resolve().parent.parent.parent / "pages"
+
+# key: (file, title, icon, what the page is for; shown on Home)
+PAGE_TABLE = {
+    "home": ("home.py", "Home", ":material/home:", "What the paper found, and the residual block."),
+    "architecture": ("architecture.py", "Architecture", ":material/account_tree:",
+                     "Build a plain or residual net at any depth: its diagram, layer table, parameters and MACs."),
+    "complexity": ("complexity.py", "Complexity", ":material/speed:",
+                   "Parameters, multiply-adds and forward time of every model, measured here, beside the paper's tables."),
+}
+
+
+@st.cache_resource
+def _pages() -> dict:
+    # One st.Page per file for the life of the server, so that links compare equal across reruns.
+    return {
+        key: st.Page(PAGES_DIR / file, title=title, icon=icon, default=(key == "home"))
+        for key, (file, title, icon, _) in PAGE_TABLE.items()
+    }
+
+
+def app_pages() -> dict:
+    return _pages()
+
+
+def page_link(key: str) -> None:
+    """A link to a page with the sentence that says what it is for."""
+    _, title, icon, summary = PAGE_TABLE[key]
+    st.page_link(app_pages()[key], label=f"**{title}**: {summary}", icon=icon)

@@ -1,0 +1,57 @@
+"""The forward-timing form of the Complexity page; results live in this session only."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from explorer.analysis.complexity import time_forward
+from explorer.device import environment, resolve_device
+
+BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+STATE_KEY = "complexity_timing"
+
+
+def _available_devices(choices: tuple[str, ...]) -> list[str]:
+    available = []
+    for choice in choices:
+        try:
+            resolve_device(choice)
+            available.append(choice)
+        except ValueError:
+            pass
+    return available
+
+
+def run_timing_form(model_names: list[str], device_choices: tuple[str, ...]) -> dict | None:
+    """A form to time forward passes; returns the latest timing of this session, if any."""
+    with st.form("timing"):
+        models = st.multiselect("Models", model_names, default=["resnet18", "resnet34", "cifar-resnet20", "cifar-resnet56"])
+        columns = st.columns(3)
+        batches = columns[0].multiselect("Batch sizes", BATCH_CHOICES, default=[1, 8])
+        device = columns[1].selectbox("Device", _available_devices(device_choices))
+        repeats = columns[2].slider("Timed passes (median)", 1, 20, 5)
+        st.caption("On a laptop CPU the big ImageNet models take seconds per pass at large batches: start small.")
+        submitted = st.form_submit_button("Time on this device", icon=":material/timer:")
+    if submitted:
+        if not models or not batches:
+            st.error("Pick at least one model and one batch size.")
+        else:
+            st.session_state[STATE_KEY] = _time_models(models, sorted(batches), device, repeats)
+    return st.session_state.get(STATE_KEY)
+
+
+def _time_models(models: list[str], batches: list[int], device: str, repeats: int) -> dict:
+    torch_device = resolve_device(device)
+    result = {"forward_ms": {}, "warnings": [], "repeats": repeats, "environment": environment(torch_device),
+              "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    progress = st.progress(0.0)
+    for index, name in enumerate(models):
+        progress.progress(index / len(models), text=f"Timing {name} on {result['environment']['device']}...")
+        try:
+            result["forward_ms"][name] = time_forward(name, batches, torch_device, repeats=repeats)
+        except ValueError as error:  # too large for this machine at these batch sizes
+            result["warnings"].append(f"{name} was not timed: {error}")
+    progress.empty()
+    return result

@@ -1,0 +1,87 @@
+import pandas as pd
+import streamlit as st
+
+from explorer.analysis.complexity import PAPER_MODELS, comparison_rows
+from explorer.device import DEVICE_CHOICES
+from explorer.figures import forward_time_figure, macs_vs_params_figure
+from explorer.paper import paper_cifar_row
+from explorer.ui.cache import measure_all
+from explorer.ui.timing import run_timing_form
+
+st.title("Complexity")
+st.caption(
+    "Every number in the 'ours' columns is measured by this app: parameters by counting, multiply-adds "
+    "(MACs; the paper calls them FLOPs) with torch.utils.flop_counter on one image at the model's input "
+    "size (224x224 for ImageNet models, 32x32 for CIFAR), memory by tracing a forward pass."
+)
+
+rows = comparison_rows(measure_all(list(PAPER_MODELS), "Measuring"))
+for row in rows:
+    paper_row = paper_cifar_row(row["model"])
+    row["paper_test_error_percent"] = paper_row["test_error_percent"] if paper_row else None
+
+imagenet_rows = [row for row in rows if row["family"] != "cifar"]
+cifar_rows = [row for row in rows if row["family"] == "cifar"]
+st.subheader("Table 1: ImageNet models at 224x224")
+st.dataframe(
+    pd.DataFrame(imagenet_rows)[["model", "params", "gmacs", "paper_gmacs", "gmacs_diff", "gmacs_paper_bottleneck",
+                                 "gmacs_paper_bottleneck_diff", "activation_mib_per_image"]],
+    column_config={
+        "params": st.column_config.NumberColumn("params (ours)", format="localized"),
+        "gmacs": st.column_config.NumberColumn("GMACs (ours)", format="%.3f"),
+        "paper_gmacs": st.column_config.NumberColumn("GMACs (paper)", format="%.1f"),
+        "gmacs_diff": st.column_config.NumberColumn("ours vs paper", format="percent"),
+        "gmacs_paper_bottleneck": st.column_config.NumberColumn("GMACs, paper's bottleneck (ours)", format="%.3f"),
+        "gmacs_paper_bottleneck_diff": st.column_config.NumberColumn("vs paper", format="percent"),
+        "activation_mib_per_image": st.column_config.NumberColumn("activations MiB/image (ours)", format="%.1f"),
+    },
+    hide_index=True, width="stretch",
+)
+st.subheader("Table 6: CIFAR-10 ResNets at 32x32")
+st.dataframe(
+    pd.DataFrame(cifar_rows).assign(paper_params=lambda frame: frame.paper_params / 1e6)[["model", "params", "paper_params", "params_diff", "gmacs", "activation_mib_per_image",
+                              "paper_test_error_percent"]],
+    column_config={
+        "params": st.column_config.NumberColumn("params (ours)", format="localized"),
+        "paper_params": st.column_config.NumberColumn("params (paper, millions)", format="%.2f"),
+        "params_diff": st.column_config.NumberColumn("ours vs paper", format="percent"),
+        "gmacs": st.column_config.NumberColumn("GMACs (ours)", format="%.3f"),
+        "activation_mib_per_image": st.column_config.NumberColumn("activations MiB/image (ours)", format="%.1f"),
+        "paper_test_error_percent": st.column_config.NumberColumn(
+            "test error % (paper)", format="%.2f", help="Table 6; these nets are not trained on this page."),
+    },
+    hide_index=True, width="stretch",
+)
+st.caption("Differences in parameters are the paper's rounding (0.27M for 269,722). The paper gives no MACs "
+           "for the CIFAR nets.")
+
+resnet50 = next(row for row in rows if row["model"] == "resnet50")
+st.info(
+    f"**Why ResNet-50 measures {resnet50['gmacs']:.2f} GMACs, not the paper's 3.8.** Our default ResNet-50 puts "
+    "each downsampling stride on the bottleneck's 3x3 convolution, as torchvision does, so that torchvision's "
+    "pretrained weights compute what they were trained for. The paper puts it on the first 1x1 convolution. "
+    "The weights have the same shapes, but with the stride on the 3x3 the first 1x1 of three blocks runs at "
+    f"4 times as many positions. With the paper's placement we measure {resnet50['gmacs_paper_bottleneck']:.2f} "
+    f"GMACs ({resnet50['gmacs_paper_bottleneck_diff']:+.1%} from Table 1); the same holds for ResNet-101 and 152.",
+    icon=":material/info:",
+)
+st.plotly_chart(macs_vs_params_figure(rows), width="stretch")
+st.caption("Multiply-adds against parameters, both measured here; crosses are Table 1's numbers.")
+
+st.subheader("Forward time on this machine")
+timing = run_timing_form(list(PAPER_MODELS), DEVICE_CHOICES)
+if timing:
+    for row in rows:
+        for batch, milliseconds in timing["forward_ms"].get(row["model"], {}).items():
+            row[f"forward_ms_batch{batch}"] = milliseconds
+    timed_rows = [row for row in rows if row["model"] in timing["forward_ms"]]
+    st.plotly_chart(forward_time_figure(timed_rows, timing["environment"]["device"]), width="stretch")
+    st.caption(f"Median of {timing['repeats']} no-grad forward passes after warm-up; "
+               f"torch {timing['environment']['torch']}, measured {timing['measured_at']}.")
+    for warning in timing["warnings"]:
+        st.warning(warning)
+
+st.download_button(
+    "Download the table as CSV", pd.DataFrame(rows).to_csv(index=False).encode(),
+    file_name="resnet-explorer-complexity.csv", mime="text/csv", icon=":material/download:",
+)

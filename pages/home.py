@@ -1,0 +1,49 @@
+import streamlit as st
+
+from explorer.ui.navigation import page_link
+
+st.title("ResNet Explorer")
+st.markdown(
+    "An interactive companion to **Deep Residual Learning for Image Recognition** "
+    "(He, Zhang, Ren and Sun, 2015). Its question: why does a deeper plain network train *worse* "
+    "than a shallower one, when the deeper one could copy the shallower one and set its extra layers "
+    "to identities? This is the **degradation problem**, and it is not overfitting: the training error "
+    "itself goes up (the paper's Fig. 1 and Fig. 6)."
+)
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("The residual block")
+    st.markdown(
+        "Instead of asking a few stacked layers to fit the mapping $H(x)$ directly, a residual block asks "
+        "them to fit the *residual* $F(x) = H(x) - x$ and adds the input back through a shortcut:"
+    )
+    st.latex(r"y = F(x, \{W_i\}) + x \qquad\text{so}\qquad H(x) = F(x) + x")
+    st.markdown(
+        "If the best thing a block can do is nothing, its layers only need to drive $F(x)$ to zero, which "
+        "is easy, instead of learning an identity through a stack of nonlinear layers, which is hard. "
+        "The shortcut adds no parameters and no computation (beyond an addition) when the shapes match. "
+        "When the width doubles, option **A** pads the new channels with zeros, option **B** projects "
+        "with a 1x1 convolution there, and option **C** projects on every block."
+    )
+with right:
+    st.graphviz_chart(
+        """
+        digraph block {
+          rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];
+          x [label="x", shape=plaintext, fillcolor=white];
+          conv1 [label="weight layer (3x3 conv, BN)"]; relu1 [label="ReLU", fillcolor="#fdf0e6"];
+          conv2 [label="weight layer (3x3 conv, BN)"];
+          add [label="+", shape=circle, fillcolor="#e8f5e9"]; relu2 [label="ReLU", fillcolor="#fdf0e6"];
+          out [label="F(x) + x", shape=plaintext, fillcolor=white];
+          x -> conv1 -> relu1 -> conv2 -> add [label=" F(x)"];
+          x -> add [label=" identity x", style=dashed, constraint=false];
+          add -> relu2 -> out;
+        }
+        """
+    )
+    st.caption("Fig. 2 of the paper: a building block of residual learning.")
+
+st.subheader("Explore")
+page_link("architecture")
+page_link("complexity")
