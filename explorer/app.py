@@ -16,8 +16,10 @@ import streamlit as st  # noqa: E402
 
 from explorer.ui.navigation import app_pages  # noqa: E402
 from explorer.ui.sidebar import render_sidebar  # noqa: E402
+from explorer.ui.warmup import start_background_warmup  # noqa: E402
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/account_tree:", layout="wide")
+start_background_warmup()
 navigation = st.navigation(list(app_pages().values()))
 render_sidebar()
 navigation.run()

@@ -88,6 +88,6 @@ def forward_time_figure(rows: list[dict], device_label: str) -> go.Figure:
             figure.add_trace(go.Scatter(x=[batch for batch, _ in points], y=[ms for _, ms in points],
                                         mode="lines+markers", name=row["model"]))
     figure.update_xaxes(type="log", title="batch size", tickvals=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024])
-    figure.update_yaxes(type="log", title="forward time (ms, median)", exponentformat="none")
+    figure.update_yaxes(type="log", title="forward time (ms, median)", dtick=1, exponentformat="none")
     figure.update_layout(title=f"Measured on {device_label}", height=420, margin=dict(l=10, r=10, t=40, b=10))
     return figure

@@ -336,3 +336,9 @@ def comparison_rows(results: list[Complexity]) -> list[dict]:
             row[f"forward_ms_batch{batch}"] = milliseconds
         rows.append(row)
     return rows
+
+
+def warm_cache(names: list[str] | tuple[str, ...] = PAPER_MODELS) -> None:
+    """Trace each model once so later ``measure`` calls return at once (run it in a background thread)."""
+    for name in names:
+        measure(name)

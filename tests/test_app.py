@@ -1,0 +1,94 @@
+"""Every page under Streamlit's AppTest: it renders without exception and reacts to its widgets."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+APP = str(ROOT / "explorer" / "app.py")
+
+
+def open_page(page: str | None = None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.run()
+    if page:
+        app.switch_page(str(ROOT / "pages" / page))
+        app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_home_explains_the_residual_block_and_links_every_page():
+    app = open_page()
+    assert app.title[0].value == "ResNet Explorer"
+    assert any("H(x) = F(x) + x" in latex.value for latex in app.latex)
+    text = " ".join(markdown.value for markdown in app.markdown)
+    assert "degradation problem" in text
+    linked = {link.proto.page for link in app.get("page_link")}
+    assert linked == {"architecture", "complexity"}
+
+
+def test_architecture_default_and_every_family():
+    app = open_page("architecture.py")
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Parameters"] == "269,722"
+    assert metrics["Multiply-adds per image"] == "40.55 M"
+    assert app.success and "Fits" in app.success[0].value
+
+    app.radio(key="arch_family").set_value("imagenet").run()
+    assert not app.exception
+    assert {m.label: m.value for m in app.metric}["Parameters"] == "21,797,672"  # ResNet-34, option B
+    app.selectbox(key="arch_in_depth").set_value(50).run()
+    app.radio(key="arch_in_bottleneck").set_value("paper").run()
+    assert {m.label: m.value for m in app.metric}["Multiply-adds per image"] == "3.858 G"
+
+    app.radio(key="arch_family").set_value("vgg").run()
+    assert {m.label: m.value for m in app.metric}["Parameters"] == "143,667,240"
+    app.radio(key="arch_family").set_value("mlp").run()
+    assert not app.exception and app.dataframe
+
+
+def test_architecture_plain_twin_and_invalid_depth():
+    app = open_page("architecture.py")
+    app.radio(key="arch_cifar_variant").set_value("plain").run()
+    assert {m.label: m.value for m in app.metric}["Parameters"] == "269,722"
+    assert any("without shortcuts" in caption.value for caption in app.caption)
+
+    app.number_input(key="arch_cifar_depth").set_value(21).run()
+    assert not app.exception
+    assert "nearest valid: 20 or 26" in app.error[0].value
+    assert not app.metric  # nothing is drawn for a network that does not exist
+
+
+def test_architecture_refuses_a_batch_that_cannot_fit():
+    app = open_page("architecture.py")
+    app.radio(key="arch_family").set_value("vgg").run()
+    app.number_input[0].set_value(65_536).run()
+    assert not app.exception
+    assert "Too large for this machine" in app.warning[0].value and "needs about" in app.warning[0].value
+
+
+def test_complexity_tables_explanation_and_timing():
+    app = open_page("complexity.py")
+    assert len(app.dataframe) == 2
+    imagenet, cifar = (frame.value for frame in app.dataframe)
+    assert list(imagenet.model) == ["vgg19", "plain34", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert imagenet.set_index("model").loc["resnet18", "params"] == 11_689_512
+    assert cifar.set_index("model").loc["cifar-resnet1202", "params"] == 19_421_274
+    assert "Why ResNet-50 measures 4.09 GMACs" in app.info[0].value
+
+    app.multiselect[0].set_value(["cifar-resnet20"])
+    app.multiselect[1].set_value([1, 2])
+    app.slider[0].set_value(2)
+    app.button[0].click().run()
+    assert not app.exception
+    timing = app.session_state["complexity_timing"]
+    assert set(timing["forward_ms"]["cifar-resnet20"]) == {1, 2}
+    assert any("Median of 2" in caption.value for caption in app.caption)
+
+
+def test_complexity_timing_asks_for_a_model():
+    app = open_page("complexity.py")
+    app.multiselect[0].set_value([])
+    app.button[0].click().run()
+    assert not app.exception and "Pick at least one model" in app.error[0].value
