@@ -12,6 +12,8 @@ import sys
 
 from explorer.device import DEVICE_CHOICES
 
+DEFAULT_TRAIN_STEPS = 1000  # when neither --steps nor --epochs is given
+
 
 def _split_names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -66,6 +68,93 @@ def command_complexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_train(args: argparse.Namespace) -> int:
+    import signal
+
+    import dataclasses
+
+    from explorer.train.config import RunConfig, config_from_args, validate
+    from explorer.train.jobs import check_config_fits
+    from explorer.train.store import Run
+    from explorer.train.trainer import Control, train
+
+    control = Control()
+    signal.signal(signal.SIGINT, lambda *_: control.stop())  # Ctrl-C: stop cleanly, resumable
+    if args.resume:
+        run = Run(args.resume)
+        if not run.exists():
+            raise ValueError(f"{args.resume} is not a run folder (no config.json)")
+        config = RunConfig.from_json(run.config())
+    else:
+        config = config_from_args(args)
+        if config.optim.steps is None and config.optim.epochs is None:
+            config = config.replace(optim=dataclasses.replace(config.optim, steps=DEFAULT_TRAIN_STEPS))
+        validate(config)
+        if not args.out:
+            raise ValueError("give --out DIR, the folder for the run's records")
+        check_config_fits(config)
+        run = Run.create(args.out, config.to_json())
+    bar = _ProgressBar(enabled=sys.stderr.isatty() and not args.json)
+    result = train(config, run, control, progress=bar.update)
+    bar.close()
+    record = result.to_json()
+    if args.json:
+        print(json.dumps({key: record[key] for key in
+                          ("run_dir", "state", "train_error", "test_error", "images_per_sec", "message", "step")}))
+    elif result.state not in ("completed", "stopped"):
+        print(f"error: run {result.state}: {result.message}", file=sys.stderr)
+    else:
+        test = f"{result.test_error:.2%}" if result.test_error is not None else "-"
+        train_error = f"{result.train_error:.2%}" if result.train_error is not None else "-"
+        print(f"{result.state}: {result.message}; train error {train_error}, test error {test}; {result.run_dir}")
+    return 0 if result.state in ("completed", "stopped") else 1
+
+
+class _ProgressBar:
+    """One line redrawn on a terminal: step, loss, error, images/s and time left."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def update(self, status: dict) -> None:
+        if not self.enabled:
+            return
+        done, total = status.get("step", 0), status.get("total_steps") or 1
+        filled = int(30 * done / total)
+        left = status.get("seconds_left")
+        eta = f"{left / 60:.1f} min left" if left else ""
+        rate = status.get("images_per_sec") or 0
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {rate:,.0f} img/s {eta}   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def command_runs(args: argparse.Namespace) -> int:
+    from explorer.train.store import list_runs, mark_interrupted
+
+    mark_interrupted(args.dir)
+    summaries = [run.summary() for run in list_runs(args.dir)]
+    if args.json:
+        print(json.dumps(summaries))
+        return 0
+    if not summaries:
+        print(f"no runs in {args.dir}")
+        return 0
+
+    def percent(value):
+        return f"{value:.2%}" if isinstance(value, (int, float)) else "-"
+
+    print(f"{'run':<48} {'state':<12} {'model':<18} {'step':>11} {'train err':>9} {'test err':>9}")
+    for summary in summaries:
+        steps = f"{summary['step']}/{summary['total_steps'] or '?'}"
+        print(f"{summary['id'][:48]:<48} {summary['state'] or '?':<12} {summary['model'] or '?':<18} {steps:>11} "
+              f"{percent(summary['train_error']):>9} {percent(summary['test_error']):>9}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m explorer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     complexity.add_argument("--repeats", type=int, default=5, help="timed passes per batch size (median)")
     complexity.add_argument("--json", action="store_true", help="print one JSON list, one object per model")
     complexity.set_defaults(run=command_complexity)
+
+    from explorer.train.config import add_config_flags
+    from explorer.train.store import DEFAULT_RUNS_DIR
+
+    train = commands.add_parser("train", help="train a model; records go to --out",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_flags(train)
+    train.add_argument("--out", help="the run folder to create (must be new or empty)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its checkpoint")
+    train.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    train.set_defaults(run=command_train)
+
+    runs = commands.add_parser("runs", help="list runs with their state and final numbers")
+    runs.add_argument("dir", nargs="?", default=str(DEFAULT_RUNS_DIR), help="folder holding run folders")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(run=command_runs)
     return parser
 
 

@@ -91,3 +91,118 @@ def forward_time_figure(rows: list[dict], device_label: str) -> go.Figure:
     figure.update_yaxes(type="log", title="forward time (ms, median)", dtick=1, exponentformat="none")
     figure.update_layout(title=f"Measured on {device_label}", height=420, margin=dict(l=10, r=10, t=40, b=10))
     return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Training figures, drawn as the paper draws them: training error dashed, test error solid, one
+# colour per run (Fig. 1, Fig. 6); layer responses in network order and sorted (Fig. 7).
+
+RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
+               "#bcbd22"]
+
+
+def _colour(index: int) -> str:
+    return RUN_COLOURS[index % len(RUN_COLOURS)]
+
+
+def training_curves_figure(runs, key: str = "error", title: str = "") -> go.Figure:
+    """``key`` ("error" or "loss") against step for each run: training dashed, test solid."""
+    from explorer.analysis.runs import curve
+
+    figure = go.Figure()
+    for index, records in enumerate(runs):
+        for split, dash in (("train", "dash"), ("test", "solid")):
+            steps, values = curve(records, split, key)
+            if not steps:
+                continue
+            scale = 100 if key == "error" else 1
+            figure.add_trace(go.Scatter(
+                x=steps, y=[value * scale for value in values], mode="lines", name=f"{records.label} {split}",
+                legendgroup=records.label, line=dict(color=_colour(index), dash=dash, width=2 if split == "test" else 1.5),
+            ))
+    figure.update_xaxes(title="step")
+    figure.update_yaxes(title="error (%)" if key == "error" else "loss", rangemode="tozero")
+    figure.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=40 if title else 20, b=10),
+                         legend=dict(orientation="h", y=-0.2), uirevision="curves")
+    return figure
+
+
+def responses_figure(runs, step: int | None = None, sort: bool = False) -> go.Figure:
+    """Fig. 7: std of each 3x3 layer's response, in network order or sorted by magnitude."""
+    from explorer.analysis.runs import at_step
+
+    figure = go.Figure()
+    for index, records in enumerate(runs):
+        snapshot = at_step(records.responses, step)
+        if snapshot is None:
+            continue
+        layers = snapshot["layers"]
+        values = [layer["std"] for layer in layers]
+        names = [layer["name"] for layer in layers]
+        if sort:
+            order = sorted(range(len(values)), key=lambda i: values[i], reverse=True)
+            values, names = [values[i] for i in order], [names[i] for i in order]
+        figure.add_trace(go.Scatter(
+            x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", marker=dict(size=4),
+            name=f"{records.label} (step {snapshot['step']})", line=dict(color=_colour(index)),
+            hovertext=names, hoverinfo="text+y",
+        ))
+    figure.update_xaxes(title="layer index (sorted by magnitude)" if sort else "layer index (original order)")
+    figure.update_yaxes(title="std of response")
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.25),
+                         uirevision="responses")
+    return figure
+
+
+def gradient_depth_figure(runs, step: int | None = None) -> go.Figure:
+    """The gradient norm at each block's input, from the input side to the output side."""
+    from explorer.analysis.runs import at_step
+
+    figure = go.Figure()
+    for index, records in enumerate(runs):
+        snapshot = at_step(records.gradients, step)
+        if snapshot is None:
+            continue
+        blocks = snapshot["blocks"]
+        figure.add_trace(go.Scatter(
+            x=list(range(1, len(blocks) + 1)), y=[block["total"] for block in blocks], mode="lines+markers",
+            name=f"{records.label} (step {snapshot['step']})", line=dict(color=_colour(index)),
+            hovertext=[block["name"] for block in blocks], hoverinfo="text+y",
+        ))
+    figure.update_xaxes(title="block (input side → output side)")
+    figure.update_yaxes(title="‖∂loss/∂x‖ at the block's input", type="log")
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.25),
+                         uirevision="gradient-depth")
+    return figure
+
+
+def gradient_heatmap_figure(records, part: str = "total") -> go.Figure:
+    """log10 of the gradient norm, step by block."""
+    from explorer.analysis.runs import gradient_matrix
+
+    steps, names, rows = gradient_matrix(records, part)
+    figure = go.Figure(go.Heatmap(z=rows, x=names, y=steps, colorscale="Viridis",
+                                  colorbar=dict(title="log10 ‖grad‖")))
+    figure.update_xaxes(title="block", tickangle=-45)
+    figure.update_yaxes(title="step")
+    figure.update_layout(title=records.label, height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def gradient_split_figure(records, step: int | None = None) -> go.Figure:
+    """Per block, the norm of the gradient through the shortcut and through the residual branch."""
+    from explorer.analysis.runs import at_step
+
+    snapshot = at_step(records.gradients, step)
+    figure = go.Figure()
+    if snapshot is not None:
+        names = [block["name"] for block in snapshot["blocks"]]
+        for part, colour in (("shortcut", "#444444"), ("residual", "#c44e52")):
+            figure.add_trace(go.Bar(x=names, y=[block[part] for block in snapshot["blocks"]], name=f"through the {part}",
+                                    marker_color=colour))
+    figure.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=40, b=10),
+                         title=f"{records.label}" + (f", step {snapshot['step']}" if snapshot else ""),
+                         legend=dict(orientation="h", y=1.1))
+    figure.update_yaxes(title="gradient norm", type="log")
+    figure.update_xaxes(tickangle=-45)
+    return figure

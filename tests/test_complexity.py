@@ -79,7 +79,7 @@ def test_activation_memory_counts_what_autograd_saves_once():
 
 
 def test_activation_memory_predicts_real_saved_bytes():
-    """The meta-device count equals the bytes of the tensors a real CPU forward pass saves."""
+    """The meta-device count equals the bytes of the tensors a real CPU forward pass saves, per image."""
     model = complexity.build_model("cifar-resnet20")
     saved = {}
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -91,8 +91,8 @@ def test_activation_memory_predicts_real_saved_bytes():
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(torch.randn(1, 3, 32, 32))
-    assert measure("cifar-resnet20").activation_bytes_per_image == sum(saved.values())
+        model(torch.randn(complexity.TRACE_BATCH, 3, 32, 32))
+    assert measure("cifar-resnet20").activation_bytes_per_image == sum(saved.values()) // complexity.TRACE_BATCH
 
 
 def test_memory_estimate_and_refusal_before_allocation(monkeypatch):

@@ -29,6 +29,9 @@ PAPER_MODELS = (
     "cifar-resnet1202",
 )
 MAX_BATCH_SIZE = 65_536
+# Traced with two images: training-mode BatchNorm needs more than one value per channel, and a
+# deep net's last maps are 1x1 at small input sizes.
+TRACE_BATCH = 2
 BOTTLENECK_DEPTHS = {depth for depth, (kind, _) in IMAGENET_DEPTHS.items() if kind == "bottleneck"}
 BYTES_PER_FLOAT = 4
 # SGD with momentum keeps a weight, a gradient and a momentum buffer per parameter.
@@ -138,7 +141,7 @@ def profile_forward(model: nn.Module, input_shape: tuple[int, ...]) -> ForwardPr
     def record_layer(module, inputs, output):
         nonlocal peak
         in_bytes = sum(t.nbytes for t in inputs if isinstance(t, torch.Tensor))
-        peak = max(peak, in_bytes + output.nbytes)
+        peak = max(peak, (in_bytes + output.nbytes) // TRACE_BATCH)
 
     leaves = [module for module in model.modules() if not list(module.children())]
     handles = [leaf.register_forward_hook(record_layer) for leaf in leaves]
@@ -147,16 +150,18 @@ def profile_forward(model: nn.Module, input_shape: tuple[int, ...]) -> ForwardPr
     model.train()
     try:
         with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            model(torch.empty(1, *input_shape, device=device))
+            model(torch.empty(TRACE_BATCH, *input_shape, device=device))
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
+    # Saved tensors grow with the batch, except BatchNorm's per-channel statistics, saved once per
+    # batch: per image they come out halved, a few kilobytes low for a whole network.
     return ForwardProfile(
         input_shape=tuple(input_shape),
         params=count_parameters(model),
-        macs=counter.get_total_flops() // 2,
-        activation_bytes=sum(saved.values()),
+        macs=counter.get_total_flops() // 2 // TRACE_BATCH,
+        activation_bytes=sum(saved.values()) // TRACE_BATCH,
         inference_peak_bytes=peak,
     )
 

@@ -80,6 +80,11 @@ class Block(nn.Module):
 
     shortcut_name = "shortcut"
     expansion = 1
+    # For the probes: the first layer of the residual branch (its input is the block's input), and
+    # the layers whose outputs are the paper's Fig. 7 "responses" (a 3x3 conv after its BN, before
+    # ReLU or the addition).
+    branch_entry = "conv1"
+    response_modules: tuple[str, ...] = ("bn1", "bn2")
 
     def _set_shortcut(self, shortcut: nn.Module | None) -> None:
         setattr(self, self.shortcut_name, shortcut)
@@ -130,6 +135,7 @@ class Bottleneck(Block):
     """
 
     expansion = 4
+    response_modules = ("bn2",)  # the bottleneck's only 3x3
 
     def __init__(
         self,
@@ -168,6 +174,9 @@ class PreActBlock(Block):
     ``conv2(act2(bn2(conv1(act1(bn1(x)))))) + shortcut(x)``: BN and ReLU come before each
     convolution and nothing follows the addition, so the shortcut path is a pure identity.
     """
+
+    branch_entry = "bn1"
+    response_modules = ("conv1", "conv2")  # no BN follows a conv here: its output is the response
 
     def __init__(self, in_channels: int, channels: int, stride: int, shortcut: nn.Module | None):
         super().__init__()

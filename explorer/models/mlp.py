@@ -29,6 +29,9 @@ def make_activation(name: str) -> nn.Module:
 
 
 class MLPBlock(Block):
+    branch_entry = "linear"
+    response_modules = ("norm",)
+
     def __init__(self, width: int, activation: str, batch_norm: bool, residual: bool):
         super().__init__()
         self.linear = nn.Linear(width, width)

@@ -1,0 +1,78 @@
+"""Reading run records into the shapes the figures need; shared by the app, the CLI and notebooks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from explorer.train.store import Run
+
+
+@dataclass
+class RunRecords:
+    """Everything a figure needs from one run, read once."""
+
+    run_dir: str
+    label: str
+    metrics: list[dict] = field(default_factory=list)
+    responses: list[dict] = field(default_factory=list)  # probe records of kind response_std, by step
+    gradients: list[dict] = field(default_factory=list)  # probe records of kind grad_norm, by step
+    problems: list[str] = field(default_factory=list)  # lines skipped as corrupt or half-written
+    status: dict = field(default_factory=dict)
+
+    @property
+    def probe_steps(self) -> list[int]:
+        return [record["step"] for record in self.responses]
+
+
+def run_label(run: Run) -> str:
+    config = run.config()
+    name = config.get("model", {}).get("name", run.id)
+    shortcut = config.get("model", {}).get("shortcut")
+    return f"{name}" + (f" ({shortcut})" if shortcut else "") + f" · {run.id[-4:]}"
+
+
+def read_run(run: Run | str, label: str | None = None) -> RunRecords:
+    """A run's records; unreadable lines are skipped and listed in ``problems``, never raised."""
+    run = run if isinstance(run, Run) else Run(run)
+    metrics, probes = run.metrics(), run.probes()
+    records = RunRecords(run_dir=str(run.path), label=label or run_label(run), metrics=metrics.records,
+                         problems=metrics.problems + probes.problems, status=run.status())
+    for record in probes.records:
+        if record.get("kind") == "response_std" and isinstance(record.get("layers"), list):
+            records.responses.append(record)
+        elif record.get("kind") == "grad_norm" and isinstance(record.get("blocks"), list):
+            records.gradients.append(record)
+    records.responses.sort(key=lambda record: record.get("step", 0))
+    records.gradients.sort(key=lambda record: record.get("step", 0))
+    return records
+
+
+def at_step(records: list[dict], step: int | None) -> dict | None:
+    """The last record at or before ``step`` (the latest when None)."""
+    if not records:
+        return None
+    if step is None:
+        return records[-1]
+    earlier = [record for record in records if record.get("step", 0) <= step]
+    return earlier[-1] if earlier else records[0]
+
+
+def curve(records: RunRecords, split: str, key: str = "error") -> tuple[list[int], list[float]]:
+    points = [(m["step"], m[key]) for m in records.metrics
+              if m.get("split") == split and isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), int)]
+    return [step for step, _ in points], [value for _, value in points]
+
+
+def gradient_matrix(records: RunRecords, part: str = "total") -> tuple[list[int], list[str], list[list[float]]]:
+    """(steps, block names, log10 norms [step][block]) for a heatmap."""
+    if not records.gradients:
+        return [], [], []
+    names = [block["name"] for block in records.gradients[-1]["blocks"]]
+    steps, rows = [], []
+    for record in records.gradients:
+        values = {block["name"]: block.get(part) for block in record["blocks"]}
+        steps.append(record["step"])
+        rows.append([math.log10(values[name]) if isinstance(values.get(name), (int, float)) and values[name] > 0
+                     else None for name in names])
+    return steps, names, rows

@@ -1,0 +1,1 @@
+"""Training: configs, the trainer, probes, the run store and background jobs."""
