@@ -46,4 +46,8 @@ with right:
 
 st.subheader("Explore")
 page_link("architecture")
+page_link("train")
+page_link("runs")
+page_link("responses")
+page_link("gradients")
 page_link("complexity")

@@ -76,3 +76,41 @@ def gradient_matrix(records: RunRecords, part: str = "total") -> tuple[list[int]
         rows.append([math.log10(values[name]) if isinstance(values.get(name), (int, float)) and values[name] > 0
                      else None for name in names])
     return steps, names, rows
+
+
+def metrics_table(runs: list[RunRecords]) -> list[dict]:
+    """Every metrics record of these runs, with the run's label and folder, for a CSV file."""
+    return [{"run": records.label, "run_dir": records.run_dir, **metric} for records in runs for metric in records.metrics]
+
+
+def response_summary(runs: list[RunRecords], step: int | None = None) -> list[dict]:
+    """Per run: the mean std of its layer responses at ``step``, and whether it is residual."""
+    rows = []
+    for records in runs:
+        snapshot = at_step(records.responses, step)
+        if snapshot is None:
+            continue
+        values = [layer["std"] for layer in snapshot["layers"] if isinstance(layer.get("std"), (int, float))]
+        if values:
+            rows.append({"run": records.label, "step": snapshot["step"], "layers": len(values),
+                         "mean_std": sum(values) / len(values), "residual": "resnet" in records.label})
+    return rows
+
+
+def gradient_summary(records: RunRecords, step: int | None = None) -> dict | None:
+    """How the gradient norm changes from the last block to the first, and how much of it the shortcuts carry.
+
+    ``first_over_last``: gradient norm at the first block's input over that at the last block's
+    input; far below 1 would be a vanishing gradient. ``shortcut_share``: the mean, over blocks,
+    of shortcut / (shortcut + residual) norms (0 for a plain net).
+    """
+    snapshot = at_step(records.gradients, step)
+    if snapshot is None or not snapshot["blocks"]:
+        return None
+    blocks = snapshot["blocks"]
+    first, last = blocks[0]["total"], blocks[-1]["total"]
+    shares = [block["shortcut"] / (block["shortcut"] + block["residual"]) for block in blocks
+              if block["shortcut"] + block["residual"] > 0]
+    return {"run": records.label, "step": snapshot["step"], "first": first, "last": last,
+            "first_over_last": first / last if last > 0 else float("inf"),
+            "shortcut_share": sum(shares) / len(shares) if shares else 0.0}

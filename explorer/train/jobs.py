@@ -68,13 +68,26 @@ class JobManager:
         mark_interrupted(self.runs_dir, live_run_dirs=set())
 
     # --- submitting ----------------------------------------------------------------------------
-    def submit(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None) -> Job:
-        """Check ``config``, create its run folder and queue it. Bad settings raise ValueError here."""
+    def submit(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,
+               group: str | None = None) -> Job:
+        """Check ``config``, create its run folder and queue it. Bad settings raise ValueError here.
+
+        ``group`` names runs started together (a preset), so a page can show them together again.
+        """
         validate(config)
         check_config_fits(config)
         label = label or f"{config.model.name}-{config.data.dataset.split(':')[0]}"
         run = Run.create(run_dir, config.to_json()) if run_dir else Run.new_in(self.runs_dir, config.to_json(), label)
+        if group:
+            run.set_status("queued", "waiting to start", group=group)
         return self._start(Job(run=run, config=config))
+
+    def submit_group(self, configs: list[RunConfig], group: str) -> list[Job]:
+        """Submit several runs as one comparison; all are checked before any is created."""
+        for config in configs:
+            validate(config)
+            check_config_fits(config)
+        return [self.submit(config, group=group) for config in configs]
 
     def resume(self, run_dir: str | Path) -> Job:
         """Continue a stopped or interrupted run from its last checkpoint (or a paused job)."""

@@ -13,7 +13,7 @@ BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 STATE_KEY = "complexity_timing"
 
 
-def _available_devices(choices: tuple[str, ...]) -> list[str]:
+def available_devices(choices: tuple[str, ...]) -> list[str]:
     available = []
     for choice in choices:
         try:
@@ -30,7 +30,7 @@ def run_timing_form(model_names: list[str], device_choices: tuple[str, ...]) -> 
         models = st.multiselect("Models", model_names, default=["resnet18", "resnet34", "cifar-resnet20", "cifar-resnet56"])
         columns = st.columns(3)
         batches = columns[0].multiselect("Batch sizes", BATCH_CHOICES, default=[1, 8])
-        device = columns[1].selectbox("Device", _available_devices(device_choices))
+        device = columns[1].selectbox("Device", available_devices(device_choices))
         repeats = columns[2].slider("Timed passes (median)", 1, 20, 5)
         st.caption("On a laptop CPU the big ImageNet models take seconds per pass at large batches: start small.")
         submitted = st.form_submit_button("Time on this device", icon=":material/timer:")

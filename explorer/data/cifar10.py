@@ -1,0 +1,194 @@
+"""CIFAR-10 (Krizhevsky, 2009), the data set of the paper's sec. 4.2: 50,000 + 10,000 32x32 images.
+
+The python version, downloaded once into a cache folder (``$RESNET_EXPLORER_DATA``, else
+``~/.cache/resnet-explorer/data``) or read from a folder the user names, which holds either
+``cifar-10-batches-py/`` or the archive ``cifar-10-python.tar.gz``. The URL, file names and md5
+are torchvision's (``torchvision.datasets.CIFAR10``); the URL can be pointed elsewhere, a mirror
+or a test server, with ``RESNET_EXPLORER_CIFAR10_URL`` (and ``RESNET_EXPLORER_CIFAR10_MD5``).
+
+Our own small downloader reports progress and writes to a ``.part`` file that is renamed only once
+its md5 is right, so an interrupted or corrupt download never leaves a file under the final name.
+The batches are the pickled dicts torchvision's ``CIFAR10`` reads; we read them the same way rather
+than through ``CIFAR10(root, download=False)``, whose integrity check compares every batch with the
+md5 of the original and so refuses any other archive with the same layout (a mirror's repack, or
+the tests' small fake). Pickles run code when loaded: read only archives you trust, as with
+torchvision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import numpy as np
+from torchvision.datasets import CIFAR10
+
+from explorer.data.datasets import ImageDataset, channel_stats
+
+DATA_DIR_ENV = "RESNET_EXPLORER_DATA"
+URL_ENV = "RESNET_EXPLORER_CIFAR10_URL"
+MD5_ENV = "RESNET_EXPLORER_CIFAR10_MD5"
+DEFAULT_DATA_DIR = Path("~/.cache/resnet-explorer/data")
+URL, ARCHIVE, ARCHIVE_MD5, FOLDER = CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5, CIFAR10.base_folder
+TRAIN_BATCHES = tuple(name for name, _ in CIFAR10.train_list)
+TEST_BATCHES = tuple(name for name, _ in CIFAR10.test_list)
+META = CIFAR10.meta["filename"]
+BATCH_FILES = (*TRAIN_BATCHES, *TEST_BATCHES, META)
+DOWNLOAD_CHUNK = 1 << 20  # bytes read per call: a progress update every MiB
+TIMEOUT_SECONDS = 30.0  # without a byte for this long, the download counts as offline
+
+Progress = Callable[[int, int], None]
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+def load_cifar10(data_dir: str | Path | None = None, *, url: str | None = None, md5: str | None = None,
+                 progress: Progress | None = None, timeout: float = TIMEOUT_SECONDS) -> ImageDataset:
+    """All of CIFAR-10 from ``data_dir`` (default: the cache), downloading it there if it is absent.
+
+    ``data_dir`` may hold ``cifar-10-batches-py/``, be that folder itself, or hold the archive,
+    which is then unpacked beside it. ``progress(done_bytes, total_bytes)`` follows a download;
+    ``total_bytes`` is 0 when the server does not say.
+    """
+    url = url or os.environ.get(URL_ENV) or URL
+    md5 = md5 or os.environ.get(MD5_ENV) or ARCHIVE_MD5
+    root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    if data_dir is not None and not root.is_dir():
+        raise ValueError(f"CIFAR-10 data_dir {str(root)!r} is not a folder; name the folder that holds "
+                         f"{FOLDER}/ or {ARCHIVE}, or leave data_dir out to download into {default_data_dir()}")
+    folder = find_batches(root)
+    if folder is None:
+        archive = root / ARCHIVE
+        if archive.exists():
+            check_md5(archive, md5)
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            download(url, archive, md5, progress=progress, timeout=timeout)
+        folder = extract(archive, root)
+    return read_batches(folder)
+
+
+def find_batches(root: Path) -> Path | None:
+    """``root/cifar-10-batches-py`` or ``root`` itself when it holds every batch, else None."""
+    for folder in (root / FOLDER, root):
+        if all((folder / name).is_file() for name in BATCH_FILES):
+            return folder
+    return None
+
+
+def download(url: str, destination: Path, md5: str, *, progress: Progress | None = None,
+             timeout: float = TIMEOUT_SECONDS) -> Path:
+    """Fetch ``url`` into ``destination`` through ``destination.part``; only a verified file is renamed."""
+    partial = destination.with_name(destination.name + ".part")
+    digest = hashlib.md5()
+    done = total = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            if progress is not None:
+                progress(0, total)
+            while chunk := response.read(DOWNLOAD_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, urllib.error.HTTPError):
+            reason = f"HTTP {error.code} {error.reason}"
+        else:
+            reason = getattr(error, "reason", None) or error
+        raise ValueError(
+            f"could not download CIFAR-10 from {url} ({reason}); instead use the built-in, offline 'shapes' "
+            f"data set, 'folder:PATH' for your own images, or 'cifar10' with data_dir set to a folder that holds "
+            f"{ARCHIVE} or {FOLDER}/"
+        ) from None
+    except BaseException:  # disk full, Ctrl-C: never leave a partial file behind
+        partial.unlink(missing_ok=True)
+        raise
+    if total and done != total:
+        partial.unlink(missing_ok=True)
+        raise ValueError(f"the download of {url} stopped after {done:,} of {total:,} bytes; try again")
+    if digest.hexdigest() != md5.lower():
+        partial.unlink(missing_ok=True)
+        raise ValueError(f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected {md5}; "
+                         "it was removed: try again, or download it yourself and pass its folder as data_dir")
+    os.replace(partial, destination)
+    return destination
+
+
+def check_md5(path: Path, md5: str) -> None:
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        while chunk := file.read(DOWNLOAD_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != md5.lower():
+        raise ValueError(f"{path} has md5 {digest.hexdigest()}, expected {md5}: it is damaged or another file; "
+                         "delete it to download it again")
+
+
+def extract(archive: Path, root: Path) -> Path:
+    """Unpack the batches into ``root/cifar-10-batches-py`` and return that folder.
+
+    Only the seven known files are written, by name, so a hostile archive cannot write elsewhere;
+    they go to a temporary folder that is renamed when complete.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".cifar-10-unpacking-", dir=root))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                path = PurePosixPath(member.name)
+                if member.isfile() and path.parent.name == FOLDER and path.name in BATCH_FILES:
+                    with tar.extractfile(member) as source, open(staging / path.name, "wb") as target:
+                        shutil.copyfileobj(source, target)
+        missing = [name for name in BATCH_FILES if not (staging / name).is_file()]
+        if missing:
+            raise ValueError(f"{archive} is not the CIFAR-10 python archive: no {FOLDER}/{missing[0]} in it")
+        folder = root / FOLDER
+        if not find_batches(folder):  # another process may have finished first
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(staging, folder)
+        return folder
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ValueError(f"cannot unpack {archive}: {error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_batches(folder: Path) -> ImageDataset:
+    """The ImageDataset in the pickled batches of ``folder`` (HWC uint8, int64 labels)."""
+    x_train, y_train = _read(folder, TRAIN_BATCHES)
+    x_test, y_test = _read(folder, TEST_BATCHES)
+    classes = [str(name) for name in _unpickle(folder / META)[CIFAR10.meta["key"]]]
+    mean, std = channel_stats(x_train)
+    return ImageDataset("cifar10", x_train, y_train, x_test, y_test, classes, mean, std)
+
+
+def _read(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for name in names:
+        entry = _unpickle(folder / name)
+        # Rows are 3,072 bytes: the red plane, then green, then blue, each 32x32 row-major.
+        images.append(np.asarray(entry["data"], np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(entry["labels"], np.int64))
+    return np.ascontiguousarray(np.concatenate(images).transpose(0, 2, 3, 1)), np.concatenate(labels)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError) as error:
+        raise ValueError(f"cannot read the CIFAR-10 batch {path}: {error}") from None

@@ -1,0 +1,60 @@
+"""The live training panel: a fragment that polls the run folders, so every other widget stays usable."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer.analysis.runs import read_run
+from explorer.figures import training_curves_figure
+from explorer.train.store import Run
+from explorer.ui.jobs import describe_state, job_manager
+
+REFRESH_SECONDS = 1.0
+
+
+def run_controls(run: Run, status: dict, key: str) -> None:
+    manager = job_manager()
+    state = status.get("state")
+    total = status.get("total_steps") or 0
+    step = status.get("step", 0)
+    left, right = st.columns([3, 2])
+    left.progress(min(step / total, 1.0) if total else 0.0,
+                  text=f"**{read_run(run).label}**: step {step:,} of {total:,}; {describe_state(status, manager, run)}")
+    buttons = right.columns(3)
+    if state in ("running", "queued") and buttons[0].button("Pause", key=f"pause-{key}", icon=":material/pause:"):
+        st.toast(manager.pause(run.path))
+    if state == "paused" and buttons[0].button("Resume", key=f"resume-{key}", icon=":material/play_arrow:"):
+        manager.resume(run.path)
+    if state in ("running", "queued", "paused") and buttons[1].button("Stop", key=f"stop-{key}", icon=":material/stop:"):
+        st.toast(manager.stop(run.path))
+    if state in ("stopped", "interrupted") and buttons[2].button("Resume", key=f"continue-{key}",
+                                                                   icon=":material/replay:"):
+        try:
+            manager.resume(run.path)
+        except ValueError as error:
+            st.error(str(error))
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_panel(run_dirs: list[str]) -> None:
+    """Progress, controls and curves of these runs, redrawn every second from their folders."""
+    runs = [Run(run_dir) for run_dir in run_dirs]
+    present = [run for run in runs if run.exists()]
+    if len(present) < len(runs):
+        st.warning(f"{len(runs) - len(present)} of these runs were deleted.")
+    if not present:
+        st.info("No runs to show yet: start one above.")
+        return
+    for index, run in enumerate(present):
+        run_controls(run, run.status(), key=f"{index}-{run.id}")
+    records = [read_run(run) for run in present]
+    error_tab, loss_tab = st.tabs(["Error (%)", "Loss"])
+    with error_tab:
+        st.plotly_chart(training_curves_figure(records, "error"), width="stretch", key="live-error")
+        st.caption("Dashed: training error (averaged over each logging interval, with augmentation); "
+                   "solid: test error. One colour per run, as in the paper's Fig. 1 and Fig. 6.")
+    with loss_tab:
+        st.plotly_chart(training_curves_figure(records, "loss"), width="stretch", key="live-loss")
+    for record in records:
+        for problem in record.problems:
+            st.caption(f"{record.label}: {problem}")

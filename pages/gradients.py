@@ -1,0 +1,30 @@
+import streamlit as st
+
+from explorer.analysis.runs import gradient_summary
+from explorer.figures import gradient_depth_figure, gradient_heatmap_figure, gradient_split_figure
+from explorer.ui.gradient_text import explain_gradients
+from explorer.ui.jobs import latest_group, pick_runs
+
+st.title("Gradient flow")
+st.caption("The norm of the loss gradient at each block's input, and how it splits between the shortcut and the "
+           "residual branch, recorded during training.")
+records = pick_runs("gradient-runs", default=latest_group(), with_probes=True)
+if not records or not any(r.gradients for r in records):
+    st.info("No gradients recorded yet: train a run with probes (every preset records them).")
+    st.stop()
+steps = sorted({record["step"] for r in records for record in r.gradients})
+follow = st.toggle("Follow the latest step", value=True)
+step = steps[-1] if follow or len(steps) < 2 else st.select_slider("Step", steps, value=steps[-1])
+
+st.plotly_chart(gradient_depth_figure(records, step), width="stretch")
+summaries = [s for s in (gradient_summary(r, step) for r in records) if s]
+explain_gradients(summaries)
+
+st.subheader("Step by block")
+for record in records:
+    if record.gradients:
+        st.plotly_chart(gradient_heatmap_figure(record), width="stretch")
+st.subheader("Through the shortcut and through the branch")
+for record in records:
+    if record.gradients:
+        st.plotly_chart(gradient_split_figure(record, step), width="stretch")

@@ -1,0 +1,49 @@
+import pandas as pd
+import streamlit as st
+
+from explorer.analysis.runs import metrics_table, read_run
+from explorer.figures import training_curves_figure
+from explorer.train.store import Run
+from explorer.ui.jobs import all_runs, job_manager
+
+st.title("Runs")
+st.caption("Every saved run under runs/. Pick rows to overlay their curves; delete or download them.")
+
+runs = all_runs()
+if not runs:
+    st.info("No runs yet: start one on the Train page.")
+    st.stop()
+
+table = pd.DataFrame([run.summary() for run in runs])
+selection = st.dataframe(
+    table[["id", "state", "model", "dataset", "step", "total_steps", "train_error", "test_error", "images_per_sec",
+           "message"]],
+    column_config={"train_error": st.column_config.NumberColumn(format="percent"),
+                   "test_error": st.column_config.NumberColumn(format="percent"),
+                   "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f")},
+    hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs-table",
+)
+picked = [runs[index] for index in selection.selection.rows if index < len(runs)] or runs[-2:]
+records = [read_run(run) for run in picked if run.exists()]
+st.plotly_chart(training_curves_figure(records, "error", title="Error (%): training dashed, test solid"),
+                width="stretch")
+for record in records:
+    with st.expander(f"{record.label}: configuration"):
+        st.json(Run(record.run_dir).config())
+    for problem in record.problems:
+        st.caption(f"{record.label}: {problem}")
+
+left, right = st.columns(2)
+left.download_button("Download these runs' metrics (CSV)", pd.DataFrame(metrics_table(records)).to_csv(index=False),
+                     file_name="resnet-explorer-metrics.csv", mime="text/csv", icon=":material/download:")
+with right.popover("Delete these runs", icon=":material/delete:"):
+    st.write(", ".join(record.label for record in records))
+    if st.button("Delete for good", type="primary"):
+        manager = job_manager()
+        for run in picked:
+            job = manager.get(run.path)
+            if job and not job.finished:
+                manager.stop(run.path)
+                manager.wait(run.path, timeout=30)
+            run.delete()
+        st.rerun()

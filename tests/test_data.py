@@ -1,0 +1,500 @@
+"""Data sets and the on-device loader: generated sets, CIFAR-10 from a local fake server, folders."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import pickle
+import socket
+import tarfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import explorer.data.shapes as shapes
+from explorer.data import DATASET_NAMES, POINT_DATASETS, DeviceLoader, ImageDataset, PointDataset, load_dataset
+from explorer.data.cifar10 import ARCHIVE, FOLDER, load_cifar10
+from explorer.data.datasets import channel_stats, subsample
+from explorer.data.folder import load_folder, load_npz_subset
+from explorer.data.loader import random_crop_flip
+from explorer.data.toy2d import make_points, sample_points
+
+# --- shapes -------------------------------------------------------------------------------------
+
+
+def test_shapes_same_seed_same_bytes_other_seed_differs():
+    first, again, other = (shapes.generate_shapes(200, seed) for seed in (5, 5, 6))
+    assert first.images.dtype == np.uint8 and first.images.shape == (200, 32, 32, 3)
+    assert np.array_equal(first.images, again.images)
+    assert np.array_equal(first.labels, again.labels) and np.array_equal(first.boxes, again.boxes)
+    assert np.mean(first.images != other.images) > 0.5
+
+
+def test_shapes_do_not_depend_on_thread_count(monkeypatch):
+    monkeypatch.setattr(shapes, "CHUNK_PIXELS", 64 * 32 * 32)  # five chunks for 300 images
+    threaded = shapes.generate_shapes(300, 1)
+    monkeypatch.setattr(shapes, "MAX_THREADS", 1)
+    assert np.array_equal(threaded.images, shapes.generate_shapes(300, 1).images)
+
+
+def test_shapes_classes_are_balanced_and_shuffled():
+    labels = shapes.generate_shapes(1003, 0).labels
+    counts = np.bincount(labels, minlength=10)
+    assert labels.dtype == np.int64 and len(counts) == len(shapes.SHAPE_CLASSES) == 10
+    assert counts.max() - counts.min() <= 1
+    assert not np.array_equal(labels, np.arange(1003) % 10)
+
+
+def test_boxes_lie_in_the_image_and_hold_every_object_pixel_tightly():
+    drawn = shapes.generate_shapes(300, 2, image_size=32, return_masks=True)
+    boxes = drawn.boxes
+    assert boxes.dtype == np.int32 and boxes.shape == (300, 4)
+    row0, col0, row1, col1 = boxes.T
+    assert (row0 >= 0).all() and (col0 >= 0).all() and (row1 <= 32).all() and (col1 <= 32).all()
+    assert ((row1 - row0) >= 5).all() and ((col1 - col0) >= 5).all()  # objects are several pixels wide
+    for mask, (r0, c0, r1, c1) in zip(drawn.masks, boxes):
+        covered = mask > 0
+        inside = np.zeros_like(covered)
+        inside[r0:r1, c0:c1] = True
+        assert not (covered & ~inside).any()
+        # Tight: the box's first and last rows and columns each hold a covered pixel.
+        assert covered[r0].any() and covered[r1 - 1].any() and covered[:, c0].any() and covered[:, c1 - 1].any()
+
+
+def test_the_object_stands_out_from_its_surroundings():
+    drawn = shapes.generate_shapes(200, 3, return_masks=True)
+    images = drawn.images.astype(np.float64) / 255
+    contrasts = []
+    for image, mask in zip(images, drawn.masks):
+        solid, ring = mask > 0.99, (mask == 0)
+        contrasts.append(np.linalg.norm(image[solid].mean(0) - image[ring].mean(0)))
+    # Stripes and checks show the background through their gaps, so some contrasts are low.
+    assert np.median(contrasts) > 0.2
+
+
+def test_colour_carries_no_label():
+    """Only shape tells the classes apart: the mean colour of each class is the same."""
+    drawn = shapes.generate_shapes(3000, 4)
+    colour = drawn.images.reshape(len(drawn.images), -1, 3).mean(1) / 255  # (N, 3)
+    per_class = np.stack([colour[drawn.labels == label].mean(0) for label in range(10)])
+    assert np.abs(per_class - colour.mean(0)).max() < 0.03
+
+
+def test_load_dataset_shapes():
+    seen = []
+    dataset = load_dataset("shapes", seed=11, train_size=300, test_size=100, progress=lambda done, total: seen.append(
+        (done, total)))
+    assert isinstance(dataset, ImageDataset) and dataset.name == "shapes"
+    assert dataset.x_train.shape == (300, 32, 32, 3) and dataset.x_test.shape == (100, 32, 32, 3)
+    assert dataset.y_train.dtype == np.int64 and dataset.image_size == 32 and dataset.num_classes == 10
+    assert dataset.classes == list(shapes.SHAPE_CLASSES)
+    assert dataset.boxes_train.shape == (300, 4) and dataset.boxes_test.shape == (100, 4)
+    assert not np.array_equal(dataset.x_train[:100], dataset.x_test)  # independent streams
+    pixels = dataset.x_train.reshape(-1, 3).astype(np.float64) / 255
+    assert np.allclose(dataset.mean, pixels.mean(0), atol=1e-9) and np.allclose(dataset.std, pixels.std(0), atol=1e-9)
+    assert seen and seen[-1] == (400, 400) and [done for done, _ in seen] == sorted(done for done, _ in seen)
+    small = load_dataset("shapes", seed=11, train_size=30, test_size=10, image_size=20)
+    assert small.x_train.shape == (30, 20, 20, 3)
+
+
+def test_unknown_names_and_bad_sizes_fail_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: shapes .*cifar10, folder:PATH, spiral, circles, xor, gaussians"):
+        load_dataset("mnist")
+    with pytest.raises(ValueError, match="train_size"):
+        load_dataset("shapes", train_size=0)
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset("shapes", image_size=4)
+    with pytest.raises(ValueError, match="folder: needs a path"):
+        load_dataset("folder:")
+    assert set(POINT_DATASETS) < set(DATASET_NAMES)
+
+
+def test_image_dataset_refuses_wrong_arrays():
+    images, labels = np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="uint8"):
+        ImageDataset("x", images.astype(np.float32), labels, images, labels, ["a"], (0, 0, 0), (1, 1, 1))
+    with pytest.raises(ValueError, match="y_test"):
+        ImageDataset("x", images, labels, images, labels[:3], ["a"], (0, 0, 0), (1, 1, 1))
+
+
+def test_subsample_is_class_balanced_and_seeded():
+    labels = np.repeat([0, 1, 2], [100, 50, 20])
+    x = np.arange(len(labels))
+    _, y, _ = subsample(x, labels, 30, seed=0)
+    assert np.bincount(y).tolist() == [10, 10, 10]
+    _, y, _ = subsample(x, labels, 90, seed=0)
+    assert np.bincount(y).tolist() == [35, 35, 20]  # the small class gives all it has
+    a, _, _ = subsample(x, labels, 30, seed=0)
+    b, _, _ = subsample(x, labels, 30, seed=0)
+    c, _, _ = subsample(x, labels, 30, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c) and (np.diff(a) > 0).all()
+    assert subsample(x, labels, None, 0)[0] is x and subsample(x, labels, 1000, 0)[0] is x
+
+
+def test_channel_stats_are_exact():
+    images = np.random.default_rng(0).integers(0, 256, (50, 7, 5, 3), dtype=np.uint8)
+    mean, std = channel_stats(images)
+    reference = images.reshape(-1, 3) / 255
+    assert np.allclose(mean, reference.mean(0), atol=1e-12) and np.allclose(std, reference.std(0), atol=1e-12)
+
+
+# --- 2-D toy sets -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", POINT_DATASETS)
+def test_point_sets_are_balanced_seeded_float32(name):
+    dataset = load_dataset(name, seed=3)
+    assert isinstance(dataset, PointDataset) and dataset.num_classes == 2
+    assert dataset.x_train.shape == (1000, 2) and dataset.x_test.shape == (1000, 2)
+    assert dataset.x_train.dtype == np.float32 and dataset.y_train.dtype == np.int64
+    assert np.bincount(dataset.y_train).tolist() == [500, 500]
+    assert np.abs(dataset.x_train).max() < 1.6  # about [-1, 1]^2 plus noise 0.1
+    again, other = load_dataset(name, seed=3), load_dataset(name, seed=4)
+    assert np.array_equal(dataset.x_train, again.x_train) and not np.array_equal(dataset.x_train, other.x_train)
+    assert not np.array_equal(dataset.x_train, dataset.x_test)
+    assert load_dataset(name, train_size=10, test_size=7).x_test.shape == (7, 2)
+
+
+def test_without_noise_the_classes_are_separated():
+    x, y = sample_points("circles", 2000, noise=0.0, seed=0)
+    radius = np.linalg.norm(x, axis=1)
+    assert radius[y == 0].max() < 0.5 < 0.7 < radius[y == 1].min() and radius.max() <= 1.0 + 1e-6
+    x, y = sample_points("xor", 2000, noise=0.0, seed=0)
+    assert np.array_equal(x[:, 0] * x[:, 1] < 0, y == 1)
+    x, y = sample_points("gaussians", 2000, noise=0.0, seed=0)
+    assert np.mean((x.sum(1) > 0) == (y == 1)) > 0.99
+    x, y = sample_points("spiral", 2000, noise=0.0, seed=0)
+    assert np.linalg.norm(x, axis=1).max() <= 1.0 + 1e-6
+
+
+def test_noise_is_the_standard_deviation_added():
+    clean, _ = sample_points("spiral", 4000, noise=0.0, seed=9)
+    noisy, _ = sample_points("spiral", 4000, noise=0.3, seed=9)
+    assert abs((noisy - clean).std() - 0.3) < 0.02
+    with pytest.raises(ValueError, match="valid: spiral, circles, xor, gaussians"):
+        make_points("moons")
+
+
+# --- image folders and the npz subset -----------------------------------------------------------
+
+
+def _save(path: Path, colour, size=(40, 30), mode="RGB", fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path, format=fmt)
+
+
+def _make_folder(root: Path, test="test"):
+    red, blue = (250, 10, 10), (10, 10, 250)
+    _save(root / "train" / "cat" / "a.png", red)
+    _save(root / "train" / "cat" / "b.png", red, size=(64, 64), mode="RGBA")
+    _save(root / "train" / "cat" / "c.png", red, size=(17, 50), mode="P")
+    _save(root / "train" / "dog" / "d.jpg", blue, size=(100, 80))
+    _save(root / "train" / "dog" / "e.jpeg", blue, mode="L")
+    _save(root / test / "cat" / "f.png", red)
+    _save(root / test / "dog" / "g.jpg", blue)
+    (root / "train" / "dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder_reads_any_size_and_mode(tmp_path):
+    root = _make_folder(tmp_path)
+    seen = []
+    dataset = load_dataset(f"folder:{root}", image_size=16, progress=lambda done, total: seen.append((done, total)))
+    assert dataset.classes == ["cat", "dog"] and dataset.image_size == 16
+    assert dataset.x_train.shape == (5, 16, 16, 3) and dataset.x_test.shape == (2, 16, 16, 3)
+    assert dataset.y_train.tolist() == [0, 0, 0, 1, 1] and dataset.y_test.tolist() == [0, 1]
+    assert np.abs(dataset.x_train[0].astype(int) - (250, 10, 10)).max() <= 2  # still red after resizing
+    assert np.abs(dataset.x_train[3].astype(int) - (10, 10, 250)).max() <= 6  # JPEG is lossy
+    assert seen[-1] == (7, 7)
+    grey = dataset.x_train[4]
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert load_dataset(f"folder:{root}", image_size=16, train_size=2).x_train.shape[0] == 2
+
+
+def test_image_folder_takes_val_when_there_is_no_test(tmp_path):
+    dataset = load_folder(_make_folder(tmp_path, test="val"), image_size=8)
+    assert dataset.x_test.shape == (2, 8, 8, 3)
+
+
+def test_image_folder_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_folder(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no train/"):
+        load_folder(tmp_path)
+    _save(tmp_path / "train" / "cat" / "a.png", "red")
+    with pytest.raises(ValueError, match="no test/ or val/"):
+        load_folder(tmp_path)
+    _save(tmp_path / "test" / "cow" / "a.png", "red")
+    with pytest.raises(ValueError, match="classes that train/ lacks: cow"):
+        load_folder(tmp_path)
+    (tmp_path / "test" / "cow" / "a.png").rename(tmp_path / "test" / "cow.png")
+    (tmp_path / "test" / "cow").rmdir()
+    (tmp_path / "test" / "cat").mkdir()
+    with pytest.raises(ValueError, match="no images .* for class\\(es\\) cat"):
+        load_folder(tmp_path)
+
+
+def test_unreadable_images_are_skipped_and_named_until_a_class_is_empty(tmp_path):
+    root = _make_folder(tmp_path)
+    (root / "train" / "dog" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image file.*broken.png"):
+        dataset = load_folder(root, image_size=8)
+    assert dataset.x_train.shape[0] == 5
+    for path in (root / "test" / "dog").iterdir():
+        path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="no readable image for class 'dog'"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_folder(root, image_size=8)
+
+
+def test_npz_subset(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "subset.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_train=np.arange(40) % 10,
+             x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10, dtype=np.uint8),
+             label_names=np.array([f"class{i}" for i in range(10)]))
+    dataset = load_npz_subset(path)
+    assert dataset.name == "cifar10-subset" and dataset.classes[3] == "class3"
+    assert dataset.y_test.dtype == np.int64 and dataset.x_train.shape == (40, 32, 32, 3)
+    assert np.bincount(load_npz_subset(path, train_size=20).y_train).tolist() == [2] * 10
+    with pytest.raises(ValueError, match="no such .npz"):
+        load_npz_subset(tmp_path / "missing.npz")
+
+
+# --- CIFAR-10 from a local fake server ----------------------------------------------------------
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+PER_BATCH = 4
+
+
+def _batch(rng, count):
+    return {"batch_label": b"fake", "labels": rng.integers(0, 10, count).tolist(),
+            "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8), "filenames": [b"x.png"] * count}
+
+
+def _add(tar, name, entry):
+    payload = pickle.dumps(entry, protocol=2)  # the original batches are Python 2 pickles
+    info = tarfile.TarInfo(f"{FOLDER}/{name}")
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+@pytest.fixture(scope="module")
+def fake_cifar(tmp_path_factory):
+    """A small archive in the real layout: 5 train batches of 4 images, a test batch of 3."""
+    rng = np.random.default_rng(0)
+    batches = {f"data_batch_{i}": _batch(rng, PER_BATCH) for i in range(1, 6)}
+    batches["test_batch"] = _batch(rng, 3)
+    folder = tmp_path_factory.mktemp("server")
+    with tarfile.open(folder / ARCHIVE, "w:gz") as tar:
+        for name, entry in batches.items():
+            _add(tar, name, entry)
+        _add(tar, "batches.meta", {"label_names": CLASSES, "num_cases_per_batch": PER_BATCH, "num_vis": 3072})
+    md5 = hashlib.md5((folder / ARCHIVE).read_bytes()).hexdigest()
+    return folder, md5, batches
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def do_GET(self):
+        if self.path.endswith("/truncated"):  # promises more bytes than it sends, then hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def server(fake_cifar):
+    folder = fake_cifar[0]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def closed_port_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{ARCHIVE}"  # nothing listens there any more
+
+
+def _check_fake(dataset, batches):
+    assert dataset.name == "cifar10" and dataset.classes == CLASSES
+    assert dataset.x_train.shape == (5 * PER_BATCH, 32, 32, 3) and dataset.x_test.shape == (3, 32, 32, 3)
+    first = batches["data_batch_1"]
+    # Rows hold the red, green and blue planes in turn; we hold HWC.
+    assert np.array_equal(dataset.x_train[0], first["data"][0].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert dataset.y_train[:PER_BATCH].tolist() == first["labels"] and dataset.y_train.dtype == np.int64
+    assert dataset.y_test.tolist() == batches["test_batch"]["labels"]
+
+
+def test_cifar10_downloads_with_progress_and_caches(tmp_path, fake_cifar, server, closed_port_url):
+    folder, md5, batches = fake_cifar
+    seen = []
+    dataset = load_cifar10(tmp_path, url=f"{server}/{ARCHIVE}", md5=md5, progress=lambda *p: seen.append(p))
+    _check_fake(dataset, batches)
+    size = (folder / ARCHIVE).stat().st_size
+    assert seen[0] == (0, size) and seen[-1] == (size, size)
+    assert (tmp_path / ARCHIVE).read_bytes() == (folder / ARCHIVE).read_bytes()
+    assert not list(tmp_path.glob("*.part")) and (tmp_path / FOLDER / "data_batch_5").is_file()
+    # A second load reads the cache: it works with the network gone.
+    _check_fake(load_cifar10(tmp_path, url=closed_port_url, md5=md5), batches)
+
+
+def test_cifar10_through_load_dataset_and_environment(tmp_path, fake_cifar, server, monkeypatch):
+    folder, md5, _ = fake_cifar
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("RESNET_EXPLORER_CIFAR10_URL", f"{server}/{ARCHIVE}")
+    monkeypatch.setenv("RESNET_EXPLORER_CIFAR10_MD5", md5)
+    dataset = load_dataset("cifar10", train_size=10, test_size=2, image_size=16)
+    assert dataset.x_train.shape == (10, 16, 16, 3) and dataset.x_test.shape == (2, 16, 16, 3)
+    assert (tmp_path / "cache" / ARCHIVE).is_file()
+
+
+def test_cifar10_wrong_md5_removes_the_file(tmp_path, server):
+    with pytest.raises(ValueError, match="md5 .* expected 0{32}.*removed"):
+        load_cifar10(tmp_path, url=f"{server}/{ARCHIVE}", md5="0" * 32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cifar10_offline_names_the_alternatives(tmp_path, closed_port_url):
+    with pytest.raises(ValueError, match="could not download CIFAR-10") as error:
+        load_cifar10(tmp_path, url=closed_port_url, timeout=5)
+    message = str(error.value)
+    assert "\n" not in message and "'shapes'" in message and "folder:PATH" in message and "data_dir" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cifar10_interrupted_download_leaves_nothing(tmp_path, server):
+    with pytest.raises(ValueError, match="stopped after 1,000 of 100,000 bytes"):
+        load_cifar10(tmp_path, url=f"{server}/truncated", md5="0" * 32, timeout=5)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="HTTP 404 .*instead use the built-in"):
+        load_cifar10(tmp_path, url=f"{server}/no-such-file", timeout=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cifar10_from_a_user_folder(tmp_path, fake_cifar, closed_port_url):
+    folder, md5, batches = fake_cifar
+    with tarfile.open(folder / ARCHIVE) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    # The folder that holds cifar-10-batches-py/, or that folder itself; no network needed.
+    _check_fake(load_cifar10(tmp_path / "unpacked", url=closed_port_url), batches)
+    _check_fake(load_cifar10(tmp_path / "unpacked" / FOLDER, url=closed_port_url), batches)
+    # A folder with only the archive: checked, then unpacked beside it.
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / ARCHIVE).write_bytes((folder / ARCHIVE).read_bytes())
+    _check_fake(load_cifar10(tmp_path / "archive", url=closed_port_url, md5=md5), batches)
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_cifar10(tmp_path / "nowhere")
+
+
+# --- DeviceLoader -------------------------------------------------------------------------------
+
+
+def _images(count=20, size=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def test_random_crop_flip_matches_a_per_image_reference():
+    images = torch.from_numpy(_images(64)).permute(0, 3, 1, 2).contiguous()
+    generator = torch.Generator().manual_seed(0)
+    offsets = torch.randint(0, 9, (64, 2), generator=generator)
+    offsets[:4] = torch.tensor([[0, 0], [8, 8], [0, 8], [8, 0]])  # the extreme corners
+    flips = torch.rand(64, generator=generator) < 0.5
+    out = random_crop_flip(images, offsets, flips)
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    for image, (row, col), flip, got in zip(images, offsets.tolist(), flips, out):
+        expected = F.pad(image, (4, 4, 4, 4))[:, row:row + 8, col:col + 8]
+        if flip:
+            expected = expected.flip(-1)
+        assert torch.equal(got, expected)
+
+
+def test_batches_have_the_right_shape_dtype_and_normalisation():
+    images, mean, std = _images(20), (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    loader = DeviceLoader(images, np.arange(20), batch_size=8, mean=mean, std=std, shuffle=False)
+    assert len(loader) == 3 and len(DeviceLoader(images, np.arange(20), 8, drop_last=True)) == 2
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [8, 8, 4]
+    x, y = batches[0]
+    assert x.shape == (8, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    reference = (images[:8].transpose(0, 3, 1, 2) / 255 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    assert np.allclose(x.numpy(), reference, atol=1e-5)
+    probe, labels = loader.batch(torch.tensor([5, 2]))
+    assert torch.equal(labels, torch.tensor([5, 2])) and torch.allclose(probe, torch.cat([batches[0][0][5:6],
+                                                                                          batches[0][0][2:3]]))
+    assert DeviceLoader(images, np.arange(20), 4, channels_last=True).batch(torch.arange(4))[0].is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def test_an_epoch_covers_every_index_once():
+    loader = DeviceLoader(_images(103), np.arange(103), batch_size=10, seed=1)
+    seen = torch.cat([y for _, y in loader])
+    assert sorted(seen.tolist()) == list(range(103)) and seen.tolist() != list(range(103))
+    dropped = torch.cat([y for _, y in DeviceLoader(_images(103), np.arange(103), 10, drop_last=True)])
+    assert len(dropped) == 100 and len(set(dropped.tolist())) == 100
+    tiny = list(DeviceLoader(_images(3), np.arange(3), 10, drop_last=True))  # smaller than a batch: one batch
+    assert len(tiny) == 1 and len(tiny[0][1]) == 3
+
+
+def test_epochs_are_reproducible_by_seed():
+    def epochs(seed):
+        loader = DeviceLoader(_images(50), np.arange(50), 16, augment=True, seed=seed)
+        return [torch.cat([x for x, _ in loader]) for _ in range(2)]
+
+    first, again, other = epochs(3), epochs(3), epochs(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other[0]) and not torch.equal(first[0], first[1])
+
+
+def test_augmentation_shifts_and_flips_about_half_the_images():
+    # Bright left half, dark right half: a flip puts the bright half on the right.
+    images = np.zeros((2000, 32, 32, 3), np.uint8)
+    images[:, :, :16] = 255
+    loader = DeviceLoader(images, np.arange(2000), 500, mean=(0, 0, 0), std=(1, 1, 1), augment=True, seed=0)
+    x = torch.cat([x for x, _ in loader])[:, 0, 12:20]  # central rows: never vertical padding
+    flipped = x[:, :, :8].mean((1, 2)) < x[:, :, -8:].mean((1, 2))
+    assert 0.45 < flipped.float().mean() < 0.55
+    # The bright/dark edge moves with the crop: column offset c puts the last bright column at 19 - c.
+    bright = x[~flipped][:, 0] > 0.5
+    last_bright = (bright * torch.arange(32)).amax(1)
+    assert set(last_bright.tolist()) == set(range(11, 20))
+    plain = DeviceLoader(images, np.arange(2000), 500, mean=(0, 0, 0), std=(1, 1, 1))
+    assert all(torch.equal(x, plain.batch(y)[0]) for x, y in plain)
+
+
+def test_points_pass_through_unchanged():
+    points = np.random.default_rng(0).standard_normal((30, 2)).astype(np.float32)
+    loader = DeviceLoader(points, np.arange(30) % 2, 7, shuffle=False, mean=(9, 9), std=(9, 9))
+    x, y = next(iter(loader))
+    assert x.dtype == torch.float32 and x.shape == (7, 2) and torch.equal(x, torch.from_numpy(points[:7]))
+    assert len(loader) == 5
+
+
+def test_loader_refuses_mismatched_inputs():
+    with pytest.raises(ValueError, match="as many labels"):
+        DeviceLoader(_images(5), np.arange(4), 2)
+    with pytest.raises(ValueError, match="batch size"):
+        DeviceLoader(_images(5), np.arange(5), 0)
+    with pytest.raises(ValueError, match="uint8 \\(N, H, W, C\\)"):
+        DeviceLoader(np.zeros((5, 3, 8, 8), np.uint8), np.arange(5), 2)
