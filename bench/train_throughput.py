@@ -101,11 +101,17 @@ def main():
     rows = []
     for model_name in args.models.split(","):
         samples = {"reference, 0 workers": [], "reference, 2 workers": [], "ours": [], "ours, probes every 10": []}
-        for _ in range(args.repeats):  # alternate, so drift in the machine hits every variant alike
-            samples["reference, 0 workers"].append(reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0))
-            samples["reference, 2 workers"].append(reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 2))
-            samples["ours"].append(ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0))
-            samples["ours, probes every 10"].append(ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 10))
+        measure = {
+            "reference, 0 workers": lambda: reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0),
+            "reference, 2 workers": lambda: reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 2),
+            "ours": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0),
+            "ours, probes every 10": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 10),
+        }
+        order = list(measure)
+        for repeat in range(args.repeats):
+            # Alternate and rotate, so drift in the machine does not always hit the same variant.
+            for name in (order if repeat % 2 == 0 else order[::-1]):
+                samples[name].append(measure[name]())
         medians = {name: statistics.median(values) for name, values in samples.items()}
         best_reference = max(medians["reference, 0 workers"], medians["reference, 2 workers"])
         rows.append({"model": model_name, "images_per_sec": medians, "samples": samples,
@@ -113,7 +119,7 @@ def main():
                      "probe_overhead": 1 - medians["ours, probes every 10"] / medians["ours"]})
     lines = ["# Training throughput: our trainer against a reference loop",
              f"Batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up steps, median of {args.repeats} "
-             "alternating repeats, `shapes` data (10,000 images).", "",
+             "repeats in alternating order, `shapes` data (10,000 images).", "",
              "| model | reference, 0 workers | reference, 2 workers | ours | ours, probes every 10 | ours / best reference | probe overhead |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:

@@ -69,34 +69,38 @@ def command_complexity(args: argparse.Namespace) -> int:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    import signal
-
     import dataclasses
+    import signal
+    import time
+    from pathlib import Path
 
-    from explorer.train.config import RunConfig, config_from_args, validate
-    from explorer.train.jobs import check_config_fits
-    from explorer.train.store import Run
-    from explorer.train.trainer import Control, train
+    from explorer.train.config import config_from_args
+    from explorer.train.jobs import JobManager
 
-    control = Control()
-    signal.signal(signal.SIGINT, lambda *_: control.stop())  # Ctrl-C: stop cleanly, resumable
     if args.resume:
-        run = Run(args.resume)
-        if not run.exists():
-            raise ValueError(f"{args.resume} is not a run folder (no config.json)")
-        config = RunConfig.from_json(run.config())
+        manager = JobManager(Path(args.resume).resolve().parent, max_concurrent=1)
+        job = manager.resume(args.resume)
     else:
         config = config_from_args(args)
         if config.optim.steps is None and config.optim.epochs is None:
             config = config.replace(optim=dataclasses.replace(config.optim, steps=DEFAULT_TRAIN_STEPS))
-        validate(config)
         if not args.out:
             raise ValueError("give --out DIR, the folder for the run's records")
-        check_config_fits(config)
-        run = Run.create(args.out, config.to_json())
+        show = sys.stderr.isatty() and not args.json
+        if config.data.dataset == "cifar10" and show:
+            _download_with_progress(config)
+        manager = JobManager(Path(args.out).resolve().parent, max_concurrent=1)
+        job = manager.submit(config, run_dir=args.out)
+    # Ctrl-C stops the run cleanly (a checkpoint is saved; --resume continues it).
+    signal.signal(signal.SIGINT, lambda *_: manager.stop(job.run_dir))
     bar = _ProgressBar(enabled=sys.stderr.isatty() and not args.json)
-    result = train(config, run, control, progress=bar.update)
+    while not job.finished:
+        job.thread.join(0.5)
+        status = job.run.status()
+        if status.get("state") == "running":
+            bar.update(status)
     bar.close()
+    result = job.result
     record = result.to_json()
     if args.json:
         print(json.dumps({key: record[key] for key in
@@ -108,6 +112,19 @@ def command_train(args: argparse.Namespace) -> int:
         train_error = f"{result.train_error:.2%}" if result.train_error is not None else "-"
         print(f"{result.state}: {result.message}; train error {train_error}, test error {test}; {result.run_dir}")
     return 0 if result.state in ("completed", "stopped") else 1
+
+
+def _download_with_progress(config) -> None:
+    """Fetch CIFAR-10 with a progress line before training (the trainer then reads it from disk)."""
+    from explorer.data.cifar10 import load_cifar10
+
+    def report(done: int, total: int) -> None:
+        of = f" of {total / 2**20:,.0f} MiB" if total else ""
+        sys.stderr.write(f"\rdownloading CIFAR-10: {done / 2**20:,.0f} MiB{of}   ")
+        sys.stderr.flush()
+
+    load_cifar10(data_dir=config.data.data_dir, progress=report)
+    sys.stderr.write("\n")
 
 
 class _ProgressBar:
@@ -155,6 +172,18 @@ def command_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    from explorer.analysis.report import write_report
+
+    written = write_report(args.run_dirs, args.out, png=not args.no_png)
+    if args.json:
+        print(json.dumps({"files": [str(path) for path in written]}))
+    else:
+        for path in written:
+            print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m explorer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("dir", nargs="?", default=str(DEFAULT_RUNS_DIR), help="folder holding run folders")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(run=command_runs)
+
+    report = commands.add_parser("report", help="write the curves, Fig. 7 and gradient-flow plots as HTML and PNG")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", required=True, help="folder for the figures")
+    report.add_argument("--no-png", action="store_true", help="HTML only (PNG needs Chrome or Chromium)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(run=command_report)
     return parser
 
 

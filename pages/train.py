@@ -10,14 +10,23 @@ from explorer.ui.timing import available_devices
 
 QUICK_DEPTHS = [8, 14, 20, 32, 44, 56, 110]
 
+
+def torch_device_type() -> str:
+    return resolve_device("auto").type
+
 st.title("Train")
 st.caption("Train plain and residual nets side by side and watch them learn. Runs go on when you switch pages "
            "and are saved under runs/, where the Runs page finds them.")
 
+choice = st.radio("What to train", ["quick", *PRESETS, "custom"], horizontal=True,
+                  format_func=lambda key: {"quick": "Quick pair: plain-N vs ResNet-N", "custom": "Custom"}.get(
+                      key, PRESETS[key].title if key in PRESETS else key))
+if choice in PRESETS:
+    preset = PRESETS[choice]
+    st.info(f"**{preset.title}.** On {'this GPU' if torch_device_type() == 'cuda' else 'the CPU'} it runs "
+            f"{preset.describe(torch_device_type())} Shows: {preset.shows} Cannot show: {preset.cannot}",
+            icon=":material/science:")
 with st.form("train"):
-    choice = st.radio("What to train", ["quick", *PRESETS, "custom"], horizontal=True,
-                      format_func=lambda key: {"quick": "Quick pair: plain-N vs ResNet-N", "custom": "Custom"}.get(
-                          key, PRESETS.get(key).title if key in PRESETS else key))
     columns = st.columns(4)
     dataset = columns[0].selectbox("Data set", ["shapes", "cifar10"], help="shapes is built in and works offline; "
                                    "cifar10 is downloaded on first use.")
@@ -35,10 +44,6 @@ with st.form("train"):
 
 device = resolve_device(device_name)
 st.caption(f"Training on **{describe_device(device)}**.")
-if choice in PRESETS:
-    preset = PRESETS[choice]
-    st.info(f"**{preset.title}.** Runs {preset.describe(device.type)} Shows: {preset.shows} "
-            f"Cannot show: {preset.cannot}", icon=":material/science:")
 
 if start:
     if choice in PRESETS:

@@ -1,5 +1,10 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
+
+# Runs the tests start (the app's pages, the browser test's server) go to a folder of their own.
+os.environ.setdefault("RESNET_EXPLORER_RUNS", tempfile.mkdtemp(prefix="explorer-test-runs-"))
 
 import pytest
 import torch

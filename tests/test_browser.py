@@ -135,3 +135,43 @@ def test_navigation_and_bad_input_in_the_browser(server, browser):
     assert page.get_by_text("cifar-plain56").count() >= 1
     assert page.get_by_text("853,018").count() >= 1
     assert_no_error(page, "architecture-plain56")
+
+
+CHART_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .map(plot => (plot.data || []).reduce((count, trace) => count + (trace.x ? trace.x.length : 0), 0))
+    .reduce((a, b) => a + b, 0)"""
+
+
+def test_live_training_updates_and_survives_switching_pages(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{server}/train")
+    wait_until_idle(page)
+    page.get_by_label("Steps (quick, custom)").fill("80")
+    page.get_by_label("Steps (quick, custom)").press("Tab")
+    page.get_by_label("Training images (quick, custom)").fill("600")
+    page.get_by_label("Training images (quick, custom)").press("Tab")
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("running").first.wait_for(timeout=60_000)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "train-start.png"))
+
+    seen = [page.evaluate(CHART_POINTS)]
+    deadline = time.time() + 120
+    while len(set(seen)) < 3 and time.time() < deadline:  # the chart changed at least twice
+        time.sleep(0.5)
+        seen.append(page.evaluate(CHART_POINTS))
+    assert len(set(seen)) >= 3, f"the chart did not update: {sorted(set(seen))}"
+    page.screenshot(path=str(SCREENSHOTS / "train-middle.png"))
+    assert page.locator("[data-testid='stException']").count() == 0
+
+    page.get_by_role("link", name="Home").first.click()
+    page.get_by_role("heading", name="ResNet Explorer").wait_for()
+    page.get_by_role("link", name="Train").first.click()
+    page.get_by_role("heading", name="Train").wait_for()
+    page.locator("[data-testid='stProgress']").first.wait_for(timeout=30_000)
+    body = page.locator("body").inner_text()
+    assert "cifar-plain20" in body and "cifar-resnet20" in body
+    assert "running" in body or "completed" in body
+    page.get_by_text("completed").first.wait_for(timeout=180_000)
+    page.screenshot(path=str(SCREENSHOTS / "train-end.png"))
+    assert page.locator("[data-testid='stException']").count() == 0

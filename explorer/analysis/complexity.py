@@ -343,7 +343,12 @@ def comparison_rows(results: list[Complexity]) -> list[dict]:
     return rows
 
 
-def warm_cache(names: list[str] | tuple[str, ...] = PAPER_MODELS) -> None:
-    """Trace each model once so later ``measure`` calls return at once (run it in a background thread)."""
+def warm_cache(names: list[str] | tuple[str, ...] = PAPER_MODELS, stop=None) -> None:
+    """Trace each model once so later ``measure`` calls return at once (run it in a background thread).
+
+    ``stop``, a threading.Event, ends it between two models (at interpreter exit, say).
+    """
     for name in names:
+        if stop is not None and stop.is_set():
+            return
         measure(name)

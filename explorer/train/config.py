@@ -51,7 +51,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class ProbeConfig:
     probe_every: int = field(default=10, metadata=_flag("record layer responses and gradient flow every K steps; 0: off"))
-    probe_batch: int = field(default=64, metadata=_flag("held-out images for the layer-response probe"))
+    probe_batch: int = field(default=32, metadata=_flag("held-out images for the layer-response probe (each std pools 32 x H x W values per channel)"))
     log_every: int = field(default=10, metadata=_flag("write training loss and error every K steps"))
     eval_every: int = field(default=100, metadata=_flag("evaluate on the test set every K steps (and at the end)"))
     checkpoint_every: int = field(default=200, metadata=_flag("save a resumable checkpoint every K steps"))

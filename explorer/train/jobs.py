@@ -8,6 +8,7 @@ server restart.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,9 @@ class JobManager:
         self._order: list[str] = []  # submission order, for queue places
         # Runs left active by a previous server or a killed process cannot still be training here.
         mark_interrupted(self.runs_dir, live_run_dirs=set())
+        # At exit, stop the jobs (each saves a resumable checkpoint) rather than kill their threads
+        # inside torch, which aborts the process.
+        atexit.register(self.shutdown)
 
     # --- submitting ----------------------------------------------------------------------------
     def submit(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,

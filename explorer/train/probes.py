@@ -44,12 +44,24 @@ def named_blocks(model: nn.Module) -> list[tuple[str, Block]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, Block)]
 
 
-class ResponseProbe:
+class _Hooks:
+    """Keeps hook handles and removes them all on exit, also when the body raised."""
+
+    def __init__(self):
+        self._handles: list = []
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class ResponseProbe(_Hooks):
     """Records the std of every response layer's output during the forward passes inside it."""
 
     def __init__(self, model: nn.Module):
+        super().__init__()
         self.layers = response_layers(model)
-        self._handles: list = []
         self._values: torch.Tensor | None = None
 
     def __enter__(self) -> "ResponseProbe":
@@ -63,11 +75,6 @@ class ResponseProbe:
                 self._values = torch.zeros(len(self.layers), device=output.device)
             self._values[index] = output.detach().float().std()
         return record
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def read(self) -> list[dict]:
         values = self._values.tolist() if self._values is not None else [float("nan")] * len(self.layers)
@@ -86,7 +93,7 @@ def measure_responses(model: nn.Module, images: torch.Tensor) -> list[dict]:
         model.train(was_training)
 
 
-class GradientProbe:
+class GradientProbe(_Hooks):
     """Catches, for one backward pass, the gradient at each block's input and its two parts.
 
     Use around the forward *and* backward pass of a training step. With ``keep_vectors`` the
@@ -96,11 +103,11 @@ class GradientProbe:
     KINDS = ("total", "shortcut", "residual")
 
     def __init__(self, model: nn.Module, keep_vectors: bool = False):
+        super().__init__()
         self.blocks = named_blocks(model)
         self.keep_vectors = keep_vectors
         self.vectors: dict[str, dict[int, torch.Tensor]] = {kind: {} for kind in self.KINDS}
         self._norms: torch.Tensor | None = None
-        self._handles: list = []
 
     def __enter__(self) -> "GradientProbe":
         for index, (_, block) in enumerate(self.blocks):
@@ -133,11 +140,6 @@ class GradientProbe:
             if self.keep_vectors:
                 self.vectors[kind][index] = grad.detach().clone()
         return record
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
 
     def read(self) -> list[dict]:
         """Per block: {"name", "total", "shortcut", "residual"} (shortcut 0 for plain blocks)."""

@@ -2,7 +2,7 @@
 
 Fast where it matters: the data set lives on the device as uint8 and is augmented in whole
 batches there; loss and error are summed on the device and read once per logging step; bf16
-autocast and channels_last on CUDA. Evaluation is kept out of the training time.
+autocast on CUDA, channels_last on CUDA and the CPU. Evaluation is kept out of the training time.
 """
 
 from __future__ import annotations
@@ -155,7 +155,10 @@ def train(config: RunConfig, run: Run, control: Control | None = None, progress=
         torch.manual_seed(config.seed)
         model = build_model(config.model.name, **options).to(device)
         cuda = device.type == "cuda"
-        if cuda:
+        # channels_last speeds up convolutions on CUDA and, measured here, on the CPU too (about 30%
+        # for ResNet-20 training on 2 cores); MPS gains nothing from it.
+        channels_last = device.type in ("cuda", "cpu")
+        if channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
                                     weight_decay=config.optim.weight_decay)
@@ -171,7 +174,7 @@ def train(config: RunConfig, run: Run, control: Control | None = None, progress=
         def autocast():
             return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
 
-        loader_options = dict(device=device, mean=dataset.mean, std=dataset.std, channels_last=cuda)
+        loader_options = dict(device=device, mean=dataset.mean, std=dataset.std, channels_last=channels_last)
         train_loader = DeviceLoader(dataset.x_train, dataset.y_train, config.optim.batch_size,
                                     augment=config.data.augment, shuffle=True, drop_last=True,
                                     seed=config.seed * 1_000_003 + start_step, **loader_options)

@@ -69,7 +69,8 @@ def describe_state(status: dict, manager: JobManager, run: Run) -> str:
         left = status.get("seconds_left")
         parts = [state, f"{rate:,.0f} images/s" if rate else None, f"about {left:,.0f} s left" if left else None]
         return ", ".join(part for part in parts if part)
-    return f"{state}: {status.get('message', '')}"
+    message = status.get("message", "")
+    return message if message.startswith(state) else f"{state}: {message}"
 
 
 def seconds_since(timestamp: float | None) -> float:

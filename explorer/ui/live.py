@@ -35,9 +35,19 @@ def run_controls(run: Run, status: dict, key: str) -> None:
             st.error(str(error))
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
+ACTIVE = ("queued", "running", "paused")
+
+
 def live_panel(run_dirs: list[str]) -> None:
-    """Progress, controls and curves of these runs, redrawn every second from their folders."""
+    """Progress, controls and curves of these runs; redrawn every second while any is active.
+
+    Only the fragment reruns, so every other widget stays usable while it polls.
+    """
+    active = any(Run(run_dir).status().get("state") in ACTIVE for run_dir in run_dirs if Run(run_dir).exists())
+    st.fragment(_panel, run_every=REFRESH_SECONDS if active else None)(run_dirs, active)
+
+
+def _panel(run_dirs: list[str], was_active: bool) -> None:
     runs = [Run(run_dir) for run_dir in run_dirs]
     present = [run for run in runs if run.exists()]
     if len(present) < len(runs):
@@ -58,3 +68,5 @@ def live_panel(run_dirs: list[str]) -> None:
     for record in records:
         for problem in record.problems:
             st.caption(f"{record.label}: {problem}")
+    if was_active and not any(run.status().get("state") in ACTIVE for run in present):
+        st.rerun()  # all done: a full rerun redraws the panel without polling

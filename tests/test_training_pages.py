@@ -1,0 +1,168 @@
+"""The training pages under AppTest, the figure builders and the report command, on tiny runs."""
+
+import json
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer.analysis.runs import RunRecords, gradient_summary, read_run
+from explorer.cli import main
+from explorer.figures import (
+    gradient_depth_figure,
+    gradient_heatmap_figure,
+    gradient_split_figure,
+    responses_figure,
+    training_curves_figure,
+)
+from explorer.train.store import DEFAULT_RUNS_DIR, Run, list_runs
+from tests.conftest import ROOT
+
+APP = str(ROOT / "explorer" / "app.py")
+
+
+def _page(name: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.run()
+    app.switch_page(str(ROOT / "pages" / name))
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _wait_finished(run_dirs, timeout=240):
+    deadline = time.time() + timeout
+    while any(Run(d).status().get("state") in ("queued", "running", "paused") for d in run_dirs):
+        assert time.time() < deadline, "the runs did not finish"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def trained_pair():
+    """A quick pair started from the Train page, trained to the end."""
+    app = _page("train.py")
+    app.select_slider[0].set_value(8)  # depth of the quick pair
+    app.number_input[0].set_value(12)  # steps
+    app.select_slider[1].set_value(16)  # batch size
+    app.number_input[2].set_value(200)  # training images
+    app.button[0].click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    run_dirs = app.session_state["train_group"]
+    assert len(run_dirs) == 2
+    _wait_finished(run_dirs)
+    return app, run_dirs
+
+
+def test_train_page_starts_a_pair_and_shows_its_records(trained_pair):
+    app, run_dirs = trained_pair
+    names = sorted(Run(d).config()["model"]["name"] for d in run_dirs)
+    assert names == ["cifar-plain8", "cifar-resnet8"]
+    assert all(Run(d).status()["state"] == "completed" for d in run_dirs)
+    app.run()
+    assert not app.exception
+    texts = [p.proto.text for p in app.get("progress")]
+    assert len(texts) == 2 and all("step 12 of 12" in text and "completed 12 steps" in text for text in texts)
+    assert any("CPU" in c.value for c in app.caption)
+    assert len(app.get("plotly_chart")) >= 1
+
+
+def test_train_page_shows_preset_limits():
+    app = _page("train.py")
+    app.radio[0].set_value("fig6").run()
+    info = next(i.value for i in app.info if "Fig. 6" in i.value)
+    assert "Fig. 6" in info and "Cannot show" in info and "long schedule" in info
+
+
+def test_train_page_needs_a_model():
+    app = _page("train.py")
+    app.radio[0].set_value("custom")
+    app.multiselect[0].set_value([])
+    app.button[0].click().run()
+    assert not app.exception and "Pick at least one model" in app.error[0].value
+
+
+def test_runs_page_lists_overlays_and_reports_bad_lines(trained_pair):
+    _, run_dirs = trained_pair
+    with open(Run(run_dirs[0]).path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 99, "spl')
+    app = _page("runs.py")
+    table = app.dataframe[0].value
+    assert set(Run(d).id for d in run_dirs) <= set(table["id"])
+    assert len(app.get("plotly_chart")) == 1
+    assert any("half-written (skipped)" in c.value for c in app.caption)
+    assert app.get("download_button")
+
+
+def test_responses_page_draws_fig7(trained_pair):
+    app = _page("responses.py")
+    assert len(app.get("plotly_chart")) == 2
+    summary = app.dataframe[0].value
+    assert len(summary) >= 2 and (summary["mean_std"] > 0).all()
+    assert "closer to zero" in app.markdown[0].value
+
+
+def test_gradients_page_explains_what_was_measured(trained_pair):
+    app = _page("gradients.py")
+    text = " ".join(m.value for m in app.markdown)
+    assert "unlikely to be caused by vanishing gradients" in text
+    assert "What our measurements say" in text and "cifar-resnet8" in text
+    assert len(app.get("plotly_chart")) == 1 + 2 + 2  # depth, a heatmap and a split per run
+
+
+def test_pages_without_runs_say_so(tmp_path, monkeypatch):
+    monkeypatch.setattr("explorer.ui.jobs.all_runs", lambda: [])
+    for page in ("responses.py", "gradients.py"):
+        app = _page(page)
+        assert app.info and "No" in app.info[0].value
+
+
+# --- figure builders -----------------------------------------------------------------------------
+
+def _records():
+    return RunRecords(
+        run_dir="x", label="cifar-plain8",
+        metrics=[{"step": 5, "split": "train", "error": 0.8, "loss": 2.0}, {"step": 10, "split": "train", "error": 0.6,
+                 "loss": 1.5}, {"step": 10, "split": "test", "error": 0.7, "loss": 1.7}, {"step": 12, "split": "test"}],
+        responses=[{"step": 0, "kind": "response_std", "layers": [{"name": "a", "std": 1.0}, {"name": "b", "std": 3.0}]},
+                   {"step": 4, "kind": "response_std", "layers": [{"name": "a", "std": 2.0}, {"name": "b", "std": 0.5}]}],
+        gradients=[{"step": 0, "kind": "grad_norm", "blocks": [
+            {"name": "layer1.0", "total": 0.1, "shortcut": 0.0, "residual": 0.1},
+            {"name": "layer2.0", "total": 1.0, "shortcut": 0.0, "residual": 1.0}]}],
+    )
+
+
+def test_curves_are_drawn_as_the_paper_draws_them():
+    figure = training_curves_figure([_records()], "error")
+    train, test = figure.data
+    assert train.line.dash == "dash" and test.line.dash == "solid" and train.line.color == test.line.color
+    assert list(train.x) == [5, 10] and list(train.y) == pytest.approx([80, 60])
+    assert list(test.x) == [10] and list(test.y) == pytest.approx([70])  # the record without "error" is skipped
+
+
+def test_response_and_gradient_figures():
+    records = _records()
+    latest = responses_figure([records]).data[0]
+    assert list(latest.y) == [2.0, 0.5] and "step 4" in latest.name
+    assert list(responses_figure([records], step=0, sort=True).data[0].y) == [3.0, 1.0]
+    assert list(gradient_depth_figure([records]).data[0].y) == [0.1, 1.0]
+    assert [list(row) for row in gradient_heatmap_figure(records).data[0].z] == [[-1.0, 0.0]]
+    assert [trace.name for trace in gradient_split_figure(records).data] == ["through the shortcut", "through the residual"]
+    summary = gradient_summary(records)
+    assert summary["first_over_last"] == pytest.approx(0.1) and summary["shortcut_share"] == 0
+
+
+def test_report_writes_html_and_png(trained_pair, tmp_path, capsys):
+    _, run_dirs = trained_pair
+    assert main(["report", *run_dirs, "--out", str(tmp_path / "report"), "--json"]) == 0
+    files = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["files"]
+    names = {p.rsplit("/", 1)[-1] for p in files}
+    assert {"curves-error.html", "curves-error.png", "responses.png", "responses-sorted.html",
+            "gradient-depth.png"} <= names
+    assert sum(name.startswith("gradient-heatmap-") for name in names) == 4  # two runs, html and png
+    png = (tmp_path / "report" / "curves-error.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
