@@ -129,7 +129,9 @@ def main():
                      f"{row['probe_overhead']:.1%} |")
     lines.append("")
     lines.append("Images per second of training (forward, backward, SGD step); evaluation is not included.")
-    common.record("train-throughput", device, {"batch_size": BATCH, "steps": args.steps, "warmup": args.warmup,
+    name = "train-throughput" if args.models == parser.get_default("models") else \
+        "train-throughput-" + args.models.replace(",", "-")
+    common.record(name, device, {"batch_size": BATCH, "steps": args.steps, "warmup": args.warmup,
                                                "rows": rows}, lines)
 
 

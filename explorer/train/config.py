@@ -84,14 +84,17 @@ class RunConfig:
         return dataclasses.replace(self, **sections)
 
 
-def validate(config: RunConfig) -> None:
-    """Refuse impossible settings with one sentence; called before a run starts."""
+def validate(config: RunConfig, check_dataset: bool = True) -> None:
+    """Refuse impossible settings with one sentence; called before a run starts.
+
+    ``check_dataset=False`` when the caller hands the data in (a notebook, a benchmark).
+    """
     from explorer.data.datasets import DATASET_NAMES, POINT_DATASETS
     from explorer.models import resolve
 
     resolve(config.model.name)
     dataset = config.data.dataset
-    if not (dataset in DATASET_NAMES or dataset in POINT_DATASETS or dataset.startswith("folder:")):
+    if check_dataset and not (dataset in DATASET_NAMES or dataset in POINT_DATASETS or dataset.startswith("folder:")):
         raise ValueError(f"unknown data set {dataset!r}; valid: shapes (built in, offline), cifar10, folder:PATH")
     if dataset == "folder:":
         raise ValueError("folder: needs a path, e.g. folder:/data/flowers")

@@ -138,7 +138,7 @@ def train(config: RunConfig, run: Run, control: Control | None = None, progress=
     state = {"step": 0, "total_steps": 0, "images_per_sec": None, "train_error": None, "test_error": None}
     model = optimizer = None
     try:
-        validate(config)
+        validate(config, check_dataset=dataset is None)
         device = resolve_device(config.device)
         run.set_status("running", "loading data", step=0)
         if dataset is None:
