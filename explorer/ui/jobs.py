@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import streamlit as st
 
@@ -72,6 +71,3 @@ def describe_state(status: dict, manager: JobManager, run: Run) -> str:
     message = status.get("message", "")
     return message if message.startswith(state) else f"{state}: {message}"
 
-
-def seconds_since(timestamp: float | None) -> float:
-    return time.time() - timestamp if timestamp else float("inf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.analysis.runs import read_run
+from explorer.analysis.runs import read_run, run_label
 from explorer.figures import training_curves_figure
 from explorer.train.store import Run
 from explorer.ui.jobs import describe_state, job_manager
@@ -19,7 +19,7 @@ def run_controls(run: Run, status: dict, key: str) -> None:
     step = status.get("step", 0)
     left, right = st.columns([3, 2])
     left.progress(min(step / total, 1.0) if total else 0.0,
-                  text=f"**{read_run(run).label}**: step {step:,} of {total:,}; {describe_state(status, manager, run)}")
+                  text=f"**{run_label(run)}**: step {step:,} of {total:,}; {describe_state(status, manager, run)}")
     buttons = right.columns(3)
     if state in ("running", "queued") and buttons[0].button("Pause", key=f"pause-{key}", icon=":material/pause:"):
         st.toast(manager.pause(run.path))
