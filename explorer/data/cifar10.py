@@ -18,14 +18,11 @@ torchvision.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import pickle
 import shutil
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -33,6 +30,7 @@ import numpy as np
 from torchvision.datasets import CIFAR10
 
 from explorer.data.datasets import ImageDataset, channel_stats
+from explorer.download import fetch
 
 DATA_DIR_ENV = "RESNET_EXPLORER_DATA"
 URL_ENV = "RESNET_EXPLORER_CIFAR10_URL"
@@ -90,43 +88,10 @@ def find_batches(root: Path) -> Path | None:
 def download(url: str, destination: Path, md5: str, *, progress: Progress | None = None,
              timeout: float = TIMEOUT_SECONDS) -> Path:
     """Fetch ``url`` into ``destination`` through ``destination.part``; only a verified file is renamed."""
-    partial = destination.with_name(destination.name + ".part")
-    digest = hashlib.md5()
-    done = total = 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            if progress is not None:
-                progress(0, total)
-            while chunk := response.read(DOWNLOAD_CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
-        partial.unlink(missing_ok=True)
-        if isinstance(error, urllib.error.HTTPError):
-            reason = f"HTTP {error.code} {error.reason}"
-        else:
-            reason = getattr(error, "reason", None) or error
-        raise ValueError(
-            f"could not download CIFAR-10 from {url} ({reason}); instead use the built-in, offline 'shapes' "
-            f"data set, 'folder:PATH' for your own images, or 'cifar10' with data_dir set to a folder that holds "
-            f"{ARCHIVE} or {FOLDER}/"
-        ) from None
-    except BaseException:  # disk full, Ctrl-C: never leave a partial file behind
-        partial.unlink(missing_ok=True)
-        raise
-    if total and done != total:
-        partial.unlink(missing_ok=True)
-        raise ValueError(f"the download of {url} stopped after {done:,} of {total:,} bytes; try again")
-    if digest.hexdigest() != md5.lower():
-        partial.unlink(missing_ok=True)
-        raise ValueError(f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected {md5}; "
-                         "it was removed: try again, or download it yourself and pass its folder as data_dir")
-    os.replace(partial, destination)
-    return destination
+    return fetch(url, destination, what="CIFAR-10", algorithm="md5", expected=md5, progress=progress,
+                 timeout=timeout,
+                 if_offline=(f"instead use the built-in, offline 'shapes' data set, 'folder:PATH' for your own images, "
+                             f"or 'cifar10' with data_dir set to a folder that holds {ARCHIVE} or {FOLDER}/"))
 
 
 def check_md5(path: Path, md5: str) -> None:

@@ -29,6 +29,7 @@ class DataConfig:
     dataset: str = field(default="shapes", metadata=_flag("shapes, cifar10 or folder:PATH"))
     train_size: int | None = field(default=None, metadata=_flag("use this many training images (default: all)"))
     test_size: int | None = field(default=None, metadata=_flag("use this many test images (default: all)"))
+    image_size: int = field(default=32, metadata=_flag("image side in pixels: shapes are drawn at it, other sets resized"))
     augment: bool = field(default=True, metadata=_flag("pad-4 random crop and horizontal flip, as the paper"))
     data_dir: str | None = field(default=None, metadata=_flag("folder holding downloaded data (cifar10)"))
 
@@ -98,6 +99,9 @@ def validate(config: RunConfig, check_dataset: bool = True) -> None:
         raise ValueError(f"unknown data set {dataset!r}; valid: shapes (built in, offline), cifar10, folder:PATH")
     if dataset == "folder:":
         raise ValueError("folder: needs a path, e.g. folder:/data/flowers")
+    from explorer.data.datasets import check_image_size
+
+    check_image_size(config.data.image_size)
     optim, probes = config.optim, config.probes
     if (optim.steps is None) == (optim.epochs is None):
         raise ValueError("give exactly one of --steps or --epochs")

@@ -152,6 +152,16 @@ class Run:
         return status
 
     # --- weights -------------------------------------------------------------------------------
+    def save_data_info(self, info: dict) -> None:
+        """What a trained model needs to classify a new image: class names, input size, mean and std."""
+        _write_atomic(self.path / "data.json", json.dumps(info, indent=1) + "\n")
+
+    def data_info(self) -> dict | None:
+        try:
+            return json.loads((self.path / "data.json").read_text())
+        except (OSError, ValueError):
+            return None
+
     def save_model(self, state_dict: dict) -> None:
         temporary = self.path / "model.pt.tmp"
         torch.save(state_dict, temporary)

@@ -143,10 +143,13 @@ def train(config: RunConfig, run: Run, control: Control | None = None, progress=
         run.set_status("running", "loading data", step=0)
         if dataset is None:
             dataset = load_dataset(config.data.dataset, seed=config.seed, train_size=config.data.train_size,
-                                   test_size=config.data.test_size, data_dir=config.data.data_dir)
+                                   test_size=config.data.test_size, data_dir=config.data.data_dir,
+                                   image_size=config.data.image_size)
         if isinstance(dataset, PointDataset):
             raise ValueError(f"{dataset.name} is a 2-D data set; train MLPs on it in the playground")
         options = model_options(config, dataset)
+        run.save_data_info({"classes": list(dataset.classes), "image_size": dataset.image_size,
+                            "mean": list(dataset.mean), "std": list(dataset.std)})
         total_steps, steps_per_epoch = total_steps_for(config, len(dataset.x_train))
         state["total_steps"] = total_steps
         # Refused before anything is allocated, with the estimate in the message.

@@ -1,0 +1,133 @@
+"""Weights: torchvision's pretrained ImageNet ResNets, and files a user hands in, loaded safely.
+
+Pretrained weights are torchvision's ``IMAGENET1K_V1`` files (the ones that match the original
+ResNets), downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``, as
+``torchvision.models.resnet50(weights=...)`` would) by our own downloader, which reports progress
+and checks the sha256 prefix in the file's name. ``RESNET_EXPLORER_WEIGHTS_URL`` points the
+download at a mirror (or a test server) that serves the same file names.
+
+Every file is read with ``torch.load(..., weights_only=True)``: a pickle that would build arbitrary
+objects (and so could run code) is refused before anything in it runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from torch import nn
+
+from explorer.download import Progress, fetch
+
+PRETRAINED_DEPTHS = (18, 34, 50, 101, 152)
+MIRROR_ENV = "RESNET_EXPLORER_WEIGHTS_URL"
+DOWNLOAD_TIMEOUT_SECONDS = 30.0
+
+
+def pretrained_weights(name: str):
+    """torchvision's weights enum entry (URL, file name, class names) for ``resnet18`` .. ``resnet152``."""
+    from torchvision.models import get_weight
+
+    match = re.fullmatch(r"resnet(\d+)", name)
+    if not match or int(match.group(1)) not in PRETRAINED_DEPTHS:
+        valid = ", ".join(f"resnet{depth}" for depth in PRETRAINED_DEPTHS)
+        raise ValueError(f"no pretrained ImageNet weights for {name!r}; torchvision has them for {valid}")
+    return get_weight(f"ResNet{match.group(1)}_Weights.IMAGENET1K_V1")
+
+
+def imagenet_classes() -> list[str]:
+    """The 1,000 ImageNet class names, as torchvision ships them (no download)."""
+    return list(pretrained_weights("resnet18").meta["categories"])
+
+
+def cached_weights_path(name: str) -> Path:
+    """Where the torch hub cache keeps (or will keep) ``name``'s pretrained file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(pretrained_weights(name).url).name
+
+
+def download_pretrained(name: str, progress: Progress | None = None,
+                        timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> Path:
+    """The cached file of ``name``'s pretrained weights, downloaded first if it is not there."""
+    destination = cached_weights_path(name)
+    if destination.exists():
+        return destination
+    filename = destination.name
+    mirror = os.environ.get(MIRROR_ENV)
+    url = f"{mirror.rstrip('/')}/{filename}" if mirror else pretrained_weights(name).url
+    # torchvision names each file after the first hex digits of its sha256, as torch.hub checks.
+    expected = torch.hub.HASH_REGEX.search(filename).group(1)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return fetch(url, destination, what=f"the pretrained {name} weights", algorithm="sha256", expected=expected,
+                 progress=progress, timeout=timeout,
+                 if_offline=(f"this machine seems to be offline: download {filename} elsewhere and upload it "
+                             f"(in the CLI: --weights PATH), or put it in {destination.parent}"))
+
+
+def load_weights_file(source: str | os.PathLike | bytes | BinaryIO) -> dict[str, torch.Tensor]:
+    """A state_dict from a file made by ``torch.save``, read with ``weights_only=True``.
+
+    Accepts a bare state_dict or a checkpoint that holds one under ``state_dict`` or ``model``;
+    ``module.`` prefixes (DataParallel) are dropped. Anything else raises ValueError with one line.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"weights file {str(path)!r} does not exist or is not a file")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = source.read()
+    if not data:
+        raise ValueError("the weights file is empty")
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # weights_only refuses any global it does not allow-list before building it: nothing ran.
+        if "weights only load failed" in str(error).lower():
+            raise ValueError("refused: the weights file holds pickled Python objects other than tensors (unpickling "
+                             "them could run code), so nothing in it was loaded or run; save a plain state_dict "
+                             "with torch.save") from None
+        raise ValueError(f"not a PyTorch weights file (torch.save) or it is damaged: {_first_line(error)}") from None
+    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on arbitrary bytes
+        raise ValueError(f"not a PyTorch weights file (torch.save) or it is damaged: {_first_line(error)}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not loaded or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError("the weights file does not hold a state_dict (a dict of parameter names to tensors)")
+    return {key.removeprefix("module."): value for key, value in loaded.items()}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+def fit_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], model_name: str) -> None:
+    """Load ``state_dict`` into ``model`` or raise ValueError naming the keys that do not fit."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    mismatched = [f"{key} (file {tuple(state_dict[key].shape)}, model {tuple(tensor.shape)})"
+                  for key, tensor in expected.items()
+                  if key in state_dict and state_dict[key].shape != tensor.shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+                parts.append(f"{len(keys)} {label}: {shown}")
+        raise ValueError(f"the weights do not fit {model_name}: " + "; ".join(parts))
+    model.load_state_dict(state_dict)
+
+
+def num_classes_in(state_dict: dict[str, torch.Tensor]) -> int | None:
+    """The classifier's output size in a state_dict (its ``fc.weight`` rows), if it has one."""
+    weight = state_dict.get("fc.weight")
+    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
