@@ -1,0 +1,107 @@
+"""Widgets for the Grad-CAM page: choosing an image and models, and showing one result."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+
+import numpy as np
+import streamlit as st
+
+from explorer.analysis.gradcam import Classifier, GradCam, overlay
+from explorer.analysis.images import SAMPLE_PHOTOS, SUPPORTED_FORMATS, ImageError, load_image_with_notes, sample_photo
+from explorer.analysis.runs import run_label
+from explorer.models.weights import PRETRAINED_DEPTHS, cached_weights_path
+from explorer.ui.jobs import all_runs
+
+PRETRAINED = [f"resnet{depth}" for depth in PRETRAINED_DEPTHS]
+
+
+def pick_image() -> tuple[np.ndarray, list[str], str] | None:
+    """A sample photo or an upload, decoded to RGB; a bad file gets a message and None."""
+    source = st.radio("Image", ["Sample photo", "Upload"], horizontal=True)
+    if source == "Sample photo":
+        name = st.selectbox("Photo (bundled with scikit-image)", list(SAMPLE_PHOTOS))
+        return sample_photo(name), [], name
+    upload = st.file_uploader("Image file", type=list(SUPPORTED_FORMATS),
+                              help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; any colour mode")
+    if upload is None:
+        st.info("Upload an image, or pick a sample photo.")
+        return None
+    try:
+        image, notes = load_image_with_notes(upload.getvalue(), name=upload.name)
+    except ImageError as error:
+        st.error(str(error), icon=":material/error:")
+        return None
+    return image, notes, upload.name
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _cached(kind: str, key: str, _load) -> tuple[Classifier, threading.Lock]:
+    # Shared read-only across sessions; the lock keeps two sessions' hooks off the same model at once.
+    return _load(), threading.Lock()
+
+
+def pretrained(name: str, weights: bytes | None = None) -> tuple[Classifier, threading.Lock]:
+    from explorer.analysis.gradcam import pretrained_classifier
+
+    if weights is not None:
+        return _cached("upload", f"{name}:{hashlib.sha256(weights).hexdigest()}",
+                       lambda: pretrained_classifier(name, weights))
+    if not cached_weights_path(name).exists():
+        bar = st.progress(0.0, text=f"Downloading {name}'s ImageNet weights")
+
+        def report(done: int, total: int) -> None:
+            if total:
+                bar.progress(min(done / total, 1.0), text=f"Downloading {name}: {done / 2**20:.0f} of "
+                                                          f"{total / 2**20:.0f} MiB")
+    else:
+        report = None
+    return _cached("pretrained", name, lambda: pretrained_classifier(name, progress=report))
+
+
+def uploaded_state_dict(name: str, weights: bytes) -> tuple[Classifier, threading.Lock]:
+    from explorer.analysis.gradcam import state_dict_classifier
+
+    return _cached("state_dict", f"{name}:{hashlib.sha256(weights).hexdigest()}",
+                   lambda: state_dict_classifier(name, weights))
+
+
+def trained_run(run_dir: str) -> tuple[Classifier, threading.Lock]:
+    from pathlib import Path
+
+    from explorer.analysis.gradcam import run_classifier
+
+    saved = Path(run_dir) / "model.pt"
+    version = str(saved.stat().st_mtime_ns) if saved.exists() else "none"
+    return _cached("run", f"{run_dir}:{version}", lambda: run_classifier(run_dir))
+
+
+def runs_with_models() -> dict[str, str]:
+    """Run folder -> label, for runs that have saved a model."""
+    return {str(run.path): f"{run_label(run)} [{run.status().get('state', '?')}]" for run in all_runs()
+            if (run.path / "model.pt").exists()}
+
+
+def show_result(image: np.ndarray, result: GradCam, opacity: float, colormap: str, key: str) -> None:
+    """The image, the heatmap and the overlay side by side, with the two downloads."""
+    blended = overlay(image, result.heatmap, opacity, colormap)
+    heat_only = overlay(np.zeros_like(image), result.heatmap, 1.0, colormap)
+    left, middle, right = st.columns(3)
+    left.image(image, caption="image", width="stretch")
+    middle.image(heat_only, caption=f"Grad-CAM at {result.layer} ({result.layer_size[0]}x{result.layer_size[1]} "
+                                    "upsampled)", width="stretch")
+    right.image(blended, caption=f"overlay, opacity {opacity:.0%}", width="stretch")
+    for note in result.notes:
+        st.caption(note)
+    png, npy = io.BytesIO(), io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(blended).save(png, format="PNG")
+    np.save(npy, result.heatmap)
+    buttons = st.columns(2)
+    buttons[0].download_button("Overlay (PNG)", png.getvalue(), f"gradcam-{result.layer}.png", "image/png",
+                               key=f"png-{key}", icon=":material/download:")
+    buttons[1].download_button("Heatmap (.npy)", npy.getvalue(), f"gradcam-{result.layer}.npy",
+                               "application/octet-stream", key=f"npy-{key}", icon=":material/download:")

@@ -1,0 +1,76 @@
+import streamlit as st
+
+from explorer.analysis.gradcam import COLORMAPS, cam_layers, default_layer, explain
+from explorer.ui.feedback import explain_errors
+from explorer.ui.gradcam import (
+    PRETRAINED,
+    pick_image,
+    pretrained,
+    runs_with_models,
+    show_result,
+    trained_run,
+    uploaded_state_dict,
+)
+
+st.title("Grad-CAM")
+st.caption("Where a network finds evidence for a class: each channel of a layer weighted by the mean gradient of the "
+           "class score, summed, negatives dropped (Selvaraju et al., 2017; computed with captum's LayerGradCam).")
+
+picked = pick_image()
+source = st.radio("Model", ["ImageNet ResNet (pretrained)", "Runs trained here", "Upload a state_dict"],
+                  horizontal=True)
+models = []  # (classifier, lock)
+with explain_errors("These weights cannot be used"):
+    if source == "ImageNet ResNet (pretrained)":
+        name = st.selectbox("Network", PRETRAINED, index=2)
+        weights = st.file_uploader("Or your copy of torchvision's weights file (for a machine offline)",
+                                   type=["pth", "pt"])
+        try:
+            models.append(pretrained(name, weights.getvalue() if weights else None))
+        except ValueError as error:
+            st.error(f"{error}", icon=":material/cloud_off:")
+    elif source == "Runs trained here":
+        runs = runs_with_models()
+        if not runs:
+            st.info("No run has saved a model yet: train one on the Train page (a run saves its model at each "
+                    "checkpoint and when it ends).")
+        chosen = st.multiselect("Runs (pick a plain and a residual one to compare)", list(runs),
+                                default=list(runs)[-2:], format_func=runs.get, max_selections=4)
+        models = [trained_run(run_dir) for run_dir in chosen]
+    else:
+        name = st.text_input("Model name (as in the registry)", "resnet18")
+        weights = st.file_uploader("state_dict file (read with weights_only=True)", type=["pth", "pt"])
+        if weights is not None:
+            models.append(uploaded_state_dict(name.strip(), weights.getvalue()))
+if picked is None or not models:
+    st.stop()
+image, notes, image_name = picked
+for note in notes:
+    st.caption(f"{image_name}: {note}")
+
+first = models[0][0]
+with explain_errors("Grad-CAM needs a ResNet"):
+    layers_available = cam_layers(first.model)
+layers = st.multiselect("Layers (every stage and every block)", layers_available,
+                        default=[default_layer(first.model)])
+classes = first.classes if len({tuple(c.classes) for c, _ in models}) == 1 else []
+target = st.selectbox("Target class (type to search)", ["top-1 prediction", *classes],
+                      help="The class whose evidence is shown; by default the model's own top prediction.")
+left, right = st.columns(2)
+opacity = left.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
+colormap = right.selectbox("Colormap", COLORMAPS)
+if not layers:
+    st.info("Pick at least one layer.")
+    st.stop()
+
+for index, (classifier, lock) in enumerate(models):
+    st.subheader(classifier.title)
+    with explain_errors("Grad-CAM could not run"), lock:
+        chosen_layers = [layer for layer in layers if layer in cam_layers(classifier.model)]
+        results = explain(classifier, image, chosen_layers or None,
+                          target=None if target == "top-1 prediction" else target)
+    st.dataframe([{"class": label, "probability": f"{prob:.1%}"} for label, prob in results[0].predictions],
+                 hide_index=True)
+    st.caption(f"Heatmaps for **{results[0].target_label}**.")
+    for result in results:
+        show_result(image, result, opacity, colormap, key=f"{index}-{result.layer}")
