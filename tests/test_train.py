@@ -66,6 +66,15 @@ def test_a_tiny_run_writes_every_record(tmp_path):
     assert result.test_error == test_records[-1]["error"]
 
 
+def test_image_size_draws_smaller_shapes_and_records_it(tmp_path):
+    config = dataclasses.replace(tiny(steps=4), data=dataclasses.replace(TINY_DATA, image_size=16))
+    run = Run.create(tmp_path / "run", config.to_json())
+    assert train(config, run).state == "completed"
+    assert run.data_info()["image_size"] == 16 and len(run.data_info()["classes"]) == 10
+    model = build_model("cifar-resnet8", input_size=16)
+    model.load_state_dict(torch.load(run.path / "model.pt", weights_only=True))
+
+
 def _colour_dataset(count=512):
     """Four classes told apart by the image's colour alone: any working trainer learns it at once."""
     from explorer.data import ImageDataset
@@ -227,6 +236,7 @@ def test_cli_train_json_and_runs_listing(tmp_path, capsys):
     (["--steps", "5", "--epochs", "1"], "exactly one of --steps or --epochs"),
     (["--dataset", "imagenet21k", "--steps", "2"], "unknown data set"),
     (["--model", "cifar-resnet9", "--steps", "2"], "nearest valid"),
+    (["--image-size", "4", "--steps", "2"], "image_size must be"),
 ])
 def test_cli_train_bad_input(tmp_path, capsys, args, reason):
     code = main(["train", "--device", "cpu", "--out", str(tmp_path / "r"), *args])
