@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from explorer.train.store import Run
@@ -29,7 +30,9 @@ def run_label(run: Run) -> str:
     config = run.config()
     name = config.get("model", {}).get("name", run.id)
     shortcut = config.get("model", {}).get("shortcut")
-    return f"{name}" + (f" ({shortcut})" if shortcut else "") + f" · {run.id[-4:]}"
+    # Folders the app names end in 4 random hex digits, enough to tell runs apart; others keep their name.
+    tag = run.id[-4:] if re.fullmatch(r"\d{8}-\d{6}-.+-[0-9a-f]{4}", run.id) else run.id
+    return f"{name}" + (f" ({shortcut})" if shortcut else "") + f" · {tag}"
 
 
 def read_run(run: Run | str, label: str | None = None) -> RunRecords:
