@@ -71,7 +71,6 @@ def command_complexity(args: argparse.Namespace) -> int:
 def command_train(args: argparse.Namespace) -> int:
     import dataclasses
     import signal
-    import time
     from pathlib import Path
 
     from explorer.train.config import config_from_args
@@ -184,6 +183,84 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_gradcam(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from explorer.analysis.gradcam import (
+        explain,
+        overlay,
+        pretrained_classifier,
+        run_classifier,
+        save_png,
+        state_dict_classifier,
+    )
+    from explorer.analysis.images import load_image_with_notes
+    from explorer.models import resolve
+
+    if bool(args.run_dir) == bool(args.model):
+        raise ValueError("give either --run DIR or --model NAME (with --weights PATH for your own weights)")
+    image, notes = load_image_with_notes(args.image)
+    if args.run_dir:
+        classifier = run_classifier(args.run_dir)
+    elif args.weights:
+        classifier = state_dict_classifier(args.model, args.weights)
+    elif resolve(args.model).family == "imagenet":
+        classifier = pretrained_classifier(args.model, progress=_weights_progress(args))
+    else:
+        raise ValueError(f"{args.model} has no pretrained weights: give --weights PATH (a state_dict file) or --run DIR")
+    result = explain(classifier, image, layers=args.layer, target=args.target)[0]
+    out = Path(args.out)
+    save_png(overlay(image, result.heatmap, args.opacity, args.colormap), out)
+    heatmap_path = out.with_suffix(".npy")
+    np.save(heatmap_path, result.heatmap)
+    record = result.to_json(heatmap_path)
+    record["notes"] = notes + record["notes"]
+    record["model"] = classifier.title
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    for label, prob in result.predictions:
+        print(f"{prob:7.2%}  {label}")
+    peak = f"peak at row {result.peak[0]}, column {result.peak[1]}" if result.peak else "no positive evidence"
+    print(f"Grad-CAM of {result.target_label!r} at {result.layer}: {peak}; wrote {out} and {heatmap_path}")
+    for note in record["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _weights_progress(args: argparse.Namespace):
+    if args.json or not sys.stderr.isatty():
+        return None
+
+    def report(done: int, total: int) -> None:
+        of = f" of {total / 2**20:,.0f} MiB" if total else ""
+        sys.stderr.write(f"\rdownloading {args.model} weights: {done / 2**20:,.0f} MiB{of}   ")
+        sys.stderr.flush()
+
+    return report
+
+
+def command_playground(args: argparse.Namespace) -> int:
+    from explorer.train.playground import settings_from_args, train_once
+
+    settings = settings_from_args(args)
+    try:
+        steps = int(args.steps)
+    except ValueError:
+        raise ValueError(f"--steps must be a whole number, got {args.steps!r}") from None
+    (kind, result), = train_once(settings, steps).items()
+    if args.json:
+        print(json.dumps({"net": kind, **result}))
+        return 0
+    print(f"{kind} net, {settings.depth} hidden layers of {settings.width} on {settings.dataset}, {result['step']:,} "
+          f"steps: training loss {result['train_loss']:.4f} (accuracy {result['train_accuracy']:.1%}), test loss "
+          f"{result['test_loss']:.4f} (accuracy {result['test_accuracy']:.1%}); {result['steps_per_sec']:,.0f} steps/s"
+          + ("; diverged: lower --lr" if result["diverged"] else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m explorer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +300,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-png", action="store_true", help="HTML only (PNG needs Chrome or Chromium)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(run=command_report)
+
+    from explorer.analysis.gradcam import COLORMAPS
+
+    gradcam = commands.add_parser("gradcam", help="Grad-CAM heatmap of an image for a pretrained model or a run")
+    gradcam.add_argument("--image", required=True, help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF")
+    gradcam.add_argument("--run", metavar="DIR", dest="run_dir", help="a run trained in the app or with `train`")
+    gradcam.add_argument("--model", metavar="NAME", help="resnet18..resnet152 (torchvision's ImageNet weights) or "
+                                                         "any model name with --weights")
+    gradcam.add_argument("--weights", metavar="PATH", help="a state_dict file (loaded with weights_only=True)")
+    gradcam.add_argument("--layer", help="a stage (layer4) or a block (layer4.2); default: the last stage")
+    gradcam.add_argument("--target", help="class name or index (default: the top-1 prediction)")
+    gradcam.add_argument("--out", required=True, help="the overlay PNG to write; the heatmap goes beside it as .npy")
+    gradcam.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlay, 0..1")
+    gradcam.add_argument("--colormap", default="jet", choices=COLORMAPS)
+    gradcam.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    gradcam.set_defaults(run=command_gradcam)
+
+    from explorer.train.playground import add_playground_flags
+
+    playground = commands.add_parser("playground", help="train a plain or a residual deep MLP on 2-D points, "
+                                                        "as the Playground page does")
+    add_playground_flags(playground)
+    playground.add_argument("--steps", default="1000", help="training steps (batches) (default: 1000)")
+    playground.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    playground.set_defaults(run=command_playground)
     return parser
 
 

@@ -34,6 +34,9 @@ def server():
         [sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # Pretrained weights come from a port where nothing listens: offline, whatever the machine.
+        env={**os.environ, "RESNET_EXPLORER_WEIGHTS_URL": "http://127.0.0.1:9",
+             "TORCH_HOME": str(ROOT / "test-artifacts" / "torch-home")},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -175,3 +178,95 @@ def test_live_training_updates_and_survives_switching_pages(server, browser):
     page.get_by_text("completed").first.wait_for(timeout=180_000)
     page.screenshot(path=str(SCREENSHOTS / "train-end.png"))
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_playground_from_a_shared_link_runs_live_and_pauses(server, browser):
+    """A student opens an instructor's link: the settings come back, Run trains live, Pause stops it."""
+    import re
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server}/playground?dataset=circles&depth=20&width=8&nets=both&seed=3&lr=0.003")
+    wait_until_idle(page)
+    page.get_by_role("heading", name="Playground").wait_for()
+    assert page.get_by_text("20 hidden layers of 8").count() == 2  # plain and residual, as the link says
+    assert "dataset=circles" in page.url and "depth=20" in page.url and "lr=0.003" in page.url
+    page.locator(".js-plotly-plot").nth(1).wait_for()  # the loss curves and the gradient norms
+    assert page.locator("[data-testid='stImage'] img").count() == 2  # the two decision boundaries
+    status = page.locator("strong", has_text=re.compile(r"^Step [\d,]+$"))
+    assert status.inner_text() == "Step 0"
+
+    page.get_by_role("button", name="Run").click()
+    page.get_by_role("button", name="Pause").wait_for(timeout=30_000)
+    seen = [page.evaluate(CHART_POINTS)]
+    deadline = time.time() + 60
+    while len(set(seen)) < 3 and time.time() < deadline:  # the curves grew at least twice
+        time.sleep(0.3)
+        seen.append(page.evaluate(CHART_POINTS))
+    assert len(set(seen)) >= 3, f"the charts did not update: {sorted(set(seen))}"
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "playground-running.png"), full_page=True)
+    assert int(status.inner_text().split()[1].replace(",", "")) > 0
+
+    page.get_by_role("button", name="Pause").click()
+    page.get_by_role("button", name="Run").wait_for(timeout=30_000)
+    time.sleep(1.5)  # a redraw already on its way may still land
+    paused_at = status.inner_text()
+    time.sleep(2)
+    assert status.inner_text() == paused_at, "training went on after Pause"
+    assert page.locator("body").inner_text().count("paused") >= 1
+    assert_no_error(page, "playground-paused")
+    assert not errors, errors
+
+    page.get_by_role("link", name="Concepts").first.click()
+    page.get_by_role("heading", name="Concepts").wait_for()
+    wait_until_idle(page)
+    assert page.locator("[data-testid='stGraphVizChart']").count() == 7
+    assert_no_error(page, "concepts")
+
+
+def test_gradcam_with_an_upload_a_sample_photo_and_trained_runs(server, browser, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from explorer.train.store import DEFAULT_RUNS_DIR
+
+    for model in ("cifar-plain8", "cifar-resnet8"):
+        out = DEFAULT_RUNS_DIR / f"browser-gradcam-{model}"
+        if not (out / "model.pt").exists():
+            subprocess.run([sys.executable, "-m", "explorer", "train", "--model", model, "--dataset", "shapes",
+                            "--train-size", "128", "--test-size", "32", "--steps", "3", "--batch-size", "32",
+                            "--probe-every", "0", "--out", str(out), "--json"], cwd=ROOT, check=True,
+                           capture_output=True, timeout=300)
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page.goto(f"{server}/gradcam")
+    wait_until_idle(page)
+    page.get_by_role("heading", name="Grad-CAM").wait_for()
+    page.get_by_text("could not download the pretrained resnet50 weights").wait_for(timeout=60_000)
+    assert page.get_by_text("upload it").count() >= 1
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "gradcam-offline.png"))
+
+    page.get_by_text("Runs trained here").click()
+    wait_until_idle(page)
+    page.get_by_text("Heatmaps for").first.wait_for(timeout=120_000)
+    assert page.locator("[data-testid='stImage']").count() >= 6  # image, heatmap, overlay for each run
+    page.screenshot(path=str(SCREENSHOTS / "gradcam-sample-runs.png"), full_page=True)
+    assert_no_error(page, "gradcam-sample")
+
+    image = np.zeros((120, 200, 4), np.uint8)
+    image[30:90, 60:140] = (240, 40, 40, 255)
+    Image.fromarray(image, "RGBA").save(tmp_path / "drawing.png")
+    (tmp_path / "notes.png").write_text("this is text, not a picture")
+    page.get_by_text("Upload", exact=True).click()
+    wait_until_idle(page)
+    page.locator("input[type='file']").first.set_input_files(str(tmp_path / "notes.png"))
+    page.get_by_text("not an image").wait_for(timeout=60_000)
+    assert_no_error(page, "gradcam-bad-upload")
+    page.locator("input[type='file']").first.set_input_files(str(tmp_path / "drawing.png"))
+    wait_until_idle(page)
+    page.get_by_text("Heatmaps for").first.wait_for(timeout=120_000)
+    assert page.get_by_text("transparency composited onto white").count() >= 1
+    page.screenshot(path=str(SCREENSHOTS / "gradcam-upload-runs.png"), full_page=True)
+    assert_no_error(page, "gradcam-upload")

@@ -2,7 +2,13 @@
 
 A residual layer computes ``a[l+1] = g(z[l+1] + a[l])`` with ``z[l+1] = norm(W a[l] + b)``; the
 plain layer drops ``+ a[l]``. Each hidden layer has the width of its input, so the identity
-shortcut needs no projection and the two nets have identical parameters.
+shortcut needs no projection and the two nets have identical parameters: built from the same seed,
+they start from identical weights.
+
+``init`` chooses the weights' starting point: ``"pytorch"`` keeps ``nn.Linear``'s default
+(uniform, variance 1/(3 fan_in)), what a student gets by writing ``nn.Linear``; ``"he"`` draws
+them from N(0, 2/fan_in) with zero biases (He et al., 2015, "Delving deep into rectifiers"), which
+keeps a plain ReLU stack's signal from shrinking layer by layer.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "linear": nn.Identity,
 }
+INITS = ("pytorch", "he")
 
 
 def make_activation(name: str) -> nn.Module:
@@ -53,8 +60,11 @@ class DeepMLP(nn.Module):
         residual: bool = True,
         in_features: int = 2,
         num_classes: int = 2,
+        init: str = "pytorch",
     ):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; valid: {', '.join(INITS)}")
         if not 1 <= depth <= 1000:
             raise ValueError(f"MLP depth must be between 1 and 1000 hidden layers, got {depth}")
         if not 1 <= width <= 4096:
@@ -66,6 +76,11 @@ class DeepMLP(nn.Module):
         # The stem is the first hidden layer; the remaining depth-1 are blocks that may be residual.
         self.blocks = nn.Sequential(*(MLPBlock(width, activation, batch_norm, residual) for _ in range(depth - 1)))
         self.head = nn.Linear(width, num_classes)
+        if init == "he":
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem_act(self.stem(x))))

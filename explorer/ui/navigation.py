@@ -21,6 +21,12 @@ PAGE_TABLE = {
                   "The gradient at each block, and how much arrives through the shortcut."),
     "complexity": ("complexity.py", "Complexity", ":material/speed:",
                    "Parameters, multiply-adds and forward time of every model, measured here, beside the paper's tables."),
+    "gradcam": ("gradcam.py", "Grad-CAM", ":material/image_search:",
+                "Upload an image and see where a pretrained ResNet, or a net you trained, finds its evidence."),
+    "playground": ("playground.py", "Playground", ":material/scatter_plot:",
+                   "Plain against residual deep nets on 2-D points, trained live in seconds on a CPU."),
+    "concepts": ("concepts.py", "Concepts", ":material/school:",
+                 "The residual block drawn and explained: shortcuts, options A, B, C, the bottleneck, Ng's notation."),
 }
 
 

@@ -1,0 +1,461 @@
+"""The residual playground: plain against residual deep MLPs on 2-D points, a few steps at a time.
+
+Like the TensorFlow Playground, with the one thing it lacks: residual connections. A
+``Playground`` owns one or two ``DeepMLP`` nets (``explorer/models/mlp.py``) built from the same
+seed, so the plain and the residual net start from identical weights and see identical batches;
+they differ only in the shortcut. The app calls ``run_for`` a slice of a second at a time and
+redraws; the CLI calls ``step`` once with all its steps. Both read the same ``PlaygroundSettings``,
+whose fields carry their own limits, so the page's widgets, the URL's query parameters and the
+CLI's flags accept exactly the same values.
+
+The optimiser is Adam by default: one learning rate that works for the first layer and the last
+of a 50-layer net, although their gradients differ by orders of magnitude. Measured on the spiral
+(bench/results/playground-*): with SGD and momentum at lr 0.03 the residual net at depth 50 diverges
+and the plain net never moves; with Adam at lr 0.001 the residual net fits the spiral in a few
+hundred steps while the plain net stays at chance. SGD stays available as a setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from explorer.data.toy2d import POINT_DATASETS, make_points
+from explorer.models.mlp import ACTIVATIONS, INITS, DeepMLP
+
+NETS = {"both": ("plain", "residual"), "plain": ("plain",), "residual": ("residual",)}
+NORMS = ("none", "batchnorm")
+OPTIMISERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9
+GRID_RESOLUTION = 50  # the decision boundary is drawn from a 50 x 50 grid of predictions
+HISTORY_LIMIT = 1000  # points per curve kept; older ones are thinned by half when it is reached
+CHUNK_SECONDS = 0.02  # run_for trains in chunks this long, so it stops close to its budget
+
+
+def _spec(help: str, *, choices: tuple | None = None, low=None, high=None) -> dict:
+    return {"help": help, "choices": choices, "low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class PlaygroundSettings:
+    """Everything that defines a playground; the page, the URL and the CLI share these limits."""
+
+    dataset: str = field(default="spiral", metadata=_spec("2-D data set", choices=POINT_DATASETS))
+    noise: float = field(default=0.05, metadata=_spec("std of the Gaussian noise on both coordinates "
+                                                       "(the points lie in about [-1, 1]^2)", low=0.0, high=0.5))
+    points: int = field(default=500, metadata=_spec("points in all, split into training and test", low=20,
+                                                    high=5000))
+    train_percent: int = field(default=50, metadata=_spec("percentage of the points used for training; the rest "
+                                                          "are the test set", low=10, high=90))
+    depth: int = field(default=50, metadata=_spec("hidden layers", low=1, high=300))
+    width: int = field(default=16, metadata=_spec("units per hidden layer", low=1, high=256))
+    activation: str = field(default="relu", metadata=_spec("activation g", choices=tuple(ACTIVATIONS)))
+    norm: str = field(default="none", metadata=_spec("normalisation after each hidden layer's linear map",
+                                                     choices=NORMS))
+    init: str = field(default="pytorch", metadata=_spec("initial weights: pytorch (nn.Linear's default) or he "
+                                                        "(N(0, 2/fan_in), zero biases)", choices=INITS))
+    nets: str = field(default="both", metadata=_spec("which nets: plain, residual or both side by side",
+                                                     choices=tuple(NETS)))
+    optimiser: str = field(default="adam", metadata=_spec("adam, or sgd with momentum 0.9", choices=OPTIMISERS))
+    lr: float = field(default=0.001, metadata=_spec("learning rate", low=1e-6, high=1.0))
+    batch_size: int = field(default=32, metadata=_spec("points per training step", low=1, high=1024))
+    seed: int = field(default=0, metadata=_spec("random seed: data, initial weights and batch order",
+                                                low=0, high=2**31 - 1))
+
+    @property
+    def train_size(self) -> int:
+        return max(1, round(self.points * self.train_percent / 100))
+
+    @property
+    def test_size(self) -> int:
+        return max(1, self.points - self.train_size)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return NETS[self.nets]
+
+    def validate(self) -> "PlaygroundSettings":
+        for item in dataclasses.fields(self):
+            check_setting(item.name, getattr(self, item.name))
+        if self.norm == "batchnorm" and self.batch_size < 2:
+            raise ValueError("BatchNorm needs a batch of at least 2 points (batch_size=1 given)")
+        return self
+
+    def replace(self, **changes) -> "PlaygroundSettings":
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {item.name: item for item in dataclasses.fields(PlaygroundSettings)}
+DEFAULTS = PlaygroundSettings()
+# Settings a running playground takes on at once; any other change builds new nets (a reset).
+LIVE_FIELDS = ("lr", "batch_size")
+
+
+def describe_limits(name: str) -> str:
+    """What a setting accepts, in words: "a whole number from 1 to 300", "one of spiral, circles"."""
+    meta, kind = FIELDS[name].metadata, type(FIELDS[name].default)
+    if meta["choices"]:
+        return f"one of {', '.join(meta['choices'])}"
+    noun = "a whole number" if kind is int else "a number"
+    return f"{noun} from {meta['low']:g} to {meta['high']:g}"
+
+
+def check_setting(name: str, value) -> None:
+    """Raise a ValueError that names the setting and what it accepts."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown playground setting {name!r}; valid: {', '.join(FIELDS)}")
+    meta, kind = FIELDS[name].metadata, type(FIELDS[name].default)
+    if meta["choices"]:
+        ok = value in meta["choices"]
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and meta["low"] <= value <= meta["high"]
+    else:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and meta["low"] <= value <= meta["high"])
+    if not ok:
+        raise ValueError(f"{name} must be {describe_limits(name)}, got {value!r}")
+
+
+def parse_setting(name: str, text: str):
+    """A setting from text (a query parameter or a CLI flag), checked against its limits."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown playground setting {name!r}; valid: {', '.join(FIELDS)}")
+    kind = type(FIELDS[name].default)
+    cleaned = str(text).strip()
+    try:
+        value = int(cleaned) if kind is int else float(cleaned) if kind is float else cleaned.lower()
+    except ValueError:
+        raise ValueError(f"{name} must be {describe_limits(name)}, got {text!r}") from None
+    check_setting(name, value)
+    return value
+
+
+def settings_from_query(params: Mapping[str, str | list[str]]) -> tuple[PlaygroundSettings, list[str]]:
+    """Settings from a URL's query parameters, and one message per parameter that was not valid.
+
+    A bad or missing value falls back to its default; parameters that are not settings are ignored.
+    """
+    values, problems = {}, []
+    for name in FIELDS:
+        if name not in params:
+            continue
+        raw = params[name]
+        text = raw[-1] if isinstance(raw, (list, tuple)) and raw else raw
+        try:
+            values[name] = parse_setting(name, text)
+        except ValueError as error:
+            problems.append(f"URL parameter {name}: {error}; using the default, {getattr(DEFAULTS, name)}.")
+    settings = DEFAULTS.replace(**values)
+    try:
+        settings.validate()
+    except ValueError as error:
+        problems.append(f"URL parameters: {error}; using the default batch size and normalisation.")
+        settings = settings.replace(norm=DEFAULTS.norm, batch_size=DEFAULTS.batch_size)
+    return settings, problems
+
+
+def settings_to_query(settings: PlaygroundSettings) -> dict[str, str]:
+    """Every setting as text, so that a link restores this exact setup even if the defaults change."""
+    return {name: f"{value:g}" if isinstance(value, float) else str(value)
+            for name, value in dataclasses.asdict(settings).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads. A width-16 layer is a 32 x 16 matrix product: far too small to split across cores, and
+# OpenMP's worker threads spin while they wait. Measured on the 2-core machine, depth 50, width 16:
+# 164 steps/s with one thread against 137 with two when idle, and 130 against 1 (one) while other
+# processes kept both cores busy. So the playground trains with one intra-op thread. The thread
+# count is process-wide: it is lowered only while some playground works and restored when the
+# last one stops, so training jobs on other pages get both threads back.
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved: int | None = None
+
+
+@contextmanager
+def one_thread():
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            if _threads_saved != 1:
+                torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0 and _threads_saved not in (None, 1):
+                torch.set_num_threads(_threads_saved)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    step: int
+    train_loss: float
+    test_loss: float
+    train_accuracy: float
+    test_accuracy: float
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class PlaygroundNet:
+    """One net (``kind`` "plain" or "residual"), its optimiser, its batch order and its record."""
+
+    def __init__(self, kind: str, settings: PlaygroundSettings):
+        self.kind = kind
+        # fork_rng: building the net must not move the caller's global random stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            self.model = DeepMLP(settings.depth, settings.width, settings.activation,
+                                 batch_norm=settings.norm == "batchnorm", residual=kind == "residual",
+                                 init=settings.init)
+        if settings.optimiser == "adam":
+            # fused: one kernel for all parameters, 8x faster than the per-tensor loop at depth 50.
+            self.optimiser = torch.optim.Adam(self.model.parameters(), lr=settings.lr, fused=True)
+        else:
+            self.optimiser = torch.optim.SGD(self.model.parameters(), lr=settings.lr, momentum=SGD_MOMENTUM,
+                                             foreach=True)
+        self.generator = torch.Generator().manual_seed(settings.seed)  # the same batches for both nets
+        self.hidden_layers = [self.model.stem, *(block.linear for block in self.model.blocks)]
+        self.steps = 0
+        self.train_seconds = 0.0
+        self.diverged = False
+        self.history: list[Evaluation] = []
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr
+
+    def train(self, x: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int) -> None:
+        if self.diverged:
+            return  # a net whose loss is not finite cannot recover; spare the CPU
+        self.model.train()
+        start = time.perf_counter()
+        for _ in range(steps):
+            index = torch.randint(len(x), (batch_size,), generator=self.generator)
+            loss = F.cross_entropy(self.model(x[index]), y[index])
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimiser.step()
+            self.steps += 1
+        self.train_seconds += time.perf_counter() - start
+        if steps and not math.isfinite(loss.item()):  # one sync per call, not per step
+            self.diverged = True
+
+    @property
+    def steps_per_sec(self) -> float | None:
+        return self.steps / self.train_seconds if self.train_seconds > 0 else None
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()  # BatchNorm uses its running statistics, as at test time
+        try:
+            return self.model(x)
+        finally:
+            self.model.train(was_training)
+
+    def evaluate(self, data: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Evaluation:
+        numbers = {}
+        for split, (x, y) in data.items():
+            logits = self.logits(x)
+            numbers[f"{split}_loss"] = F.cross_entropy(logits, y).item()
+            numbers[f"{split}_accuracy"] = (logits.argmax(1) == y).float().mean().item()
+        return Evaluation(step=self.steps, **numbers)
+
+    def probabilities(self, points: torch.Tensor) -> np.ndarray:
+        """P(class 1) at each point; NaN where the net has diverged."""
+        return torch.softmax(self.logits(points), dim=1)[:, 1].numpy()
+
+    def gradient_norms(self) -> list[float] | None:
+        """‖∂loss/∂W‖ of each hidden layer's weight matrix on the last batch, input side first."""
+        if self.hidden_layers[0].weight.grad is None:
+            return None
+        return torch.stack([layer.weight.grad.norm() for layer in self.hidden_layers]).tolist()
+
+    def record(self, evaluation: Evaluation) -> None:
+        self.history.append(evaluation)
+        if len(self.history) > HISTORY_LIMIT:
+            # Keep the first and the latest point; drop every other one in between.
+            self.history = [*self.history[:-1:2], self.history[-1]]
+
+
+@dataclass
+class NetView:
+    """What the page draws for one net."""
+
+    kind: str
+    steps: int
+    evaluation: Evaluation
+    history: list[Evaluation]
+    probabilities: np.ndarray  # (resolution, resolution): rows follow grid_y, columns grid_x
+    gradient_norms: list[float] | None
+    steps_per_sec: float | None
+    diverged: bool
+
+
+class Playground:
+    """The data and the nets of one setup; train them a little at a time and look at them."""
+
+    def __init__(self, settings: PlaygroundSettings):
+        self.settings = settings.validate()
+        self.data = make_points(settings.dataset, seed=settings.seed, train_size=settings.train_size,
+                                test_size=settings.test_size, noise=settings.noise)
+        self.splits = {
+            "train": (torch.from_numpy(self.data.x_train), torch.from_numpy(self.data.y_train)),
+            "test": (torch.from_numpy(self.data.x_test), torch.from_numpy(self.data.y_test)),
+        }
+        every_point = np.concatenate([self.data.x_train, self.data.x_test])
+        # The drawn square: every point, a margin, rounded up to a tenth.
+        self.extent = math.ceil(float(np.abs(every_point).max()) * 1.1 * 10) / 10
+        self.nets = {kind: PlaygroundNet(kind, settings) for kind in settings.kinds}
+        self.record()
+
+    @property
+    def steps(self) -> int:
+        return max(net.steps for net in self.nets.values())
+
+    def apply(self, settings: PlaygroundSettings) -> bool:
+        """Take on new settings: the learning rate and batch size at once; anything else needs new
+        nets, which the caller builds (returns False)."""
+        settings.validate()
+        others = {name: value for name, value in dataclasses.asdict(settings).items() if name not in LIVE_FIELDS}
+        if others != {name: value for name, value in dataclasses.asdict(self.settings).items()
+                      if name not in LIVE_FIELDS}:
+            return False
+        if settings.lr != self.settings.lr:
+            for net in self.nets.values():
+                net.set_lr(settings.lr)
+        self.settings = settings
+        return True
+
+    def step(self, steps: int = 1) -> None:
+        """``steps`` training steps for every net (the same batches for each)."""
+        x, y = self.splits["train"]
+        with one_thread():
+            for net in self.nets.values():
+                net.train(x, y, steps, self.settings.batch_size)
+
+    def run_for(self, seconds: float, max_steps: int = 100_000) -> int:
+        """Train every net for about ``seconds`` of wall time in all; returns the steps each took."""
+        start = time.perf_counter()
+        done, chunk = 0, 1
+        while done < max_steps:
+            chunk_start = time.perf_counter()
+            self.step(chunk)
+            done += chunk
+            per_step = (time.perf_counter() - chunk_start) / chunk
+            left = seconds - (time.perf_counter() - start)
+            if left < per_step or all(net.diverged for net in self.nets.values()):
+                break
+            chunk = max(1, min(int(min(CHUNK_SECONDS, left) / max(per_step, 1e-6)), max_steps - done))
+        return done
+
+    def record(self) -> dict[str, Evaluation]:
+        """Evaluate every net on the whole training and test sets and add it to its history."""
+        with one_thread():
+            evaluations = {kind: net.evaluate(self.splits) for kind, net in self.nets.items()}
+        for kind, evaluation in evaluations.items():
+            net = self.nets[kind]
+            net.diverged = net.diverged or not math.isfinite(evaluation.train_loss)
+            if not net.history or net.history[-1].step != evaluation.step:
+                net.record(evaluation)
+            else:
+                net.history[-1] = evaluation
+        return evaluations
+
+    def grid_axis(self, resolution: int = GRID_RESOLUTION) -> np.ndarray:
+        return np.linspace(-self.extent, self.extent, resolution, dtype=np.float32)
+
+    def views(self, resolution: int = GRID_RESOLUTION) -> dict[str, NetView]:
+        """Evaluate, then everything the page draws: boundary, curves, gradient norms."""
+        self.record()
+        axis = self.grid_axis(resolution)
+        grid_x, grid_y = np.meshgrid(axis, axis)
+        points = torch.from_numpy(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))
+        views = {}
+        with one_thread():
+            for kind, net in self.nets.items():
+                views[kind] = NetView(
+                    kind=kind, steps=net.steps, evaluation=net.history[-1], history=list(net.history),
+                    probabilities=net.probabilities(points).reshape(resolution, resolution),
+                    gradient_norms=net.gradient_norms(), steps_per_sec=net.steps_per_sec, diverged=net.diverged,
+                )
+        return views
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI's flags, generated from the settings' fields; the values go through parse_setting, as the
+# URL's do, so a bad value fails with the same one-line reason.
+
+
+def add_playground_flags(parser) -> None:
+    """``--dataset``, ``--depth``, ... one flag per setting, and ``--plain`` / ``--residual`` for ``nets``."""
+    for name, item in FIELDS.items():
+        if name == "nets":
+            continue
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper(),
+                            help=f"{item.metadata['help']}: {describe_limits(name)} (default: {item.default})")
+    parser.add_argument("--plain", action="store_true", help="train the plain net (no shortcuts)")
+    parser.add_argument("--residual", action="store_true", help="train the residual net (a shortcut per layer)")
+
+
+def settings_from_args(args) -> PlaygroundSettings:
+    if args.plain == args.residual:
+        raise ValueError("give exactly one of --plain or --residual")
+    values = {name: parse_setting(name, getattr(args, name)) for name in FIELDS
+              if name != "nets" and getattr(args, name, None) is not None}
+    return DEFAULTS.replace(**values, nets="plain" if args.plain else "residual").validate()
+
+
+def train_once(settings: PlaygroundSettings, steps: int) -> dict:
+    """What the CLI prints: train ``steps`` steps, then the final numbers of each net."""
+    if not 1 <= steps <= 10_000_000:
+        raise ValueError(f"--steps must be from 1 to 10,000,000, got {steps}")
+    playground = Playground(settings)
+    playground.step(steps)
+    evaluations = playground.record()
+    results = {}
+    for kind, net in playground.nets.items():
+        results[kind] = {**evaluations[kind].to_json(), "steps_per_sec": net.steps_per_sec,
+                         "diverged": net.diverged}
+    return results
+
+
+def summarise(views: Mapping[str, NetView]) -> str:
+    """One sentence of facts about the shown state, for the page (nothing claimed that was not measured)."""
+    parts = []
+    for kind, view in views.items():
+        if view.diverged:
+            parts.append(f"the {kind} net diverged (its loss is not a number): lower the learning rate and reset")
+            continue
+        evaluation = view.evaluation
+        parts.append(f"the {kind} net has training loss {evaluation.train_loss:.3f} and test accuracy "
+                     f"{evaluation.test_accuracy:.0%}")
+    steps = max(view.steps for view in views.values())
+    text = f"After {steps:,} step{'s' if steps != 1 else ''}, " + "; ".join(parts) + "."
+    if {"plain", "residual"} <= set(views) and not any(view.diverged for view in views.values()) and steps:
+        plain, residual = views["plain"].evaluation.train_loss, views["residual"].evaluation.train_loss
+        if abs(plain - residual) < 0.02:
+            text += " So far the two are about level on the training set."
+        else:
+            lower = "residual" if residual < plain else "plain"
+            text += f" So far the {lower} net fits the training set better."
+    return text
