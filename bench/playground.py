@@ -61,17 +61,14 @@ def main():
     for norm in norms:
         for depth in DEPTHS:
             for kind in ("plain", "residual"):
-                lines.append(
-                    f"| {norm} | {depth} | {kind} | {cell(norm, depth, kind, 'train_loss'):.3f} | "
-                    f"{cell(norm, depth, kind, 'train_accuracy'):.1%} | {cell(norm, depth, kind, 'test_loss'):.3f} | "
-                    f"{cell(norm, depth, kind, 'test_accuracy'):.1%} | {cell(norm, depth, kind, 'steps_per_sec'):.0f} |")
+                row = {key: cell(norm, depth, kind, key) for key in
+                       ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "steps_per_sec")}
+                lines.append(f"| {norm} | {depth} | {kind} | {row['train_loss']:.3f} | {row['train_accuracy']:.1%} | "
+                             f"{row['test_loss']:.3f} | {row['test_accuracy']:.1%} | {row['steps_per_sec']:.0f} |")
+    final_loss = {(row["norm"], row["depth"], row["net"], row["seed"]): row["train_loss"] for row in rows}
     residual_wins = {
-        f"{norm}-{depth}": sum(
-            next(r for r in rows if (r["norm"], r["depth"], r["net"], r["seed"]) == (norm, depth, "residual", seed))
-            ["train_loss"]
-            < next(r for r in rows if (r["norm"], r["depth"], r["net"], r["seed"]) == (norm, depth, "plain", seed))
-            ["train_loss"]
-            for seed in seeds)
+        f"{norm}-{depth}": sum(final_loss[norm, depth, "residual", seed] < final_loss[norm, depth, "plain", seed]
+                               for seed in seeds)
         for norm in norms for depth in DEPTHS
     }
     lines += ["", "Seeds on which the residual net ends with the lower training loss: "

@@ -16,12 +16,25 @@ import numpy as np
 CLASS_COLOURS = ("#f59322", "#0877bd")
 NET_COLOURS = {"plain": "#555555", "residual": "#9467bd"}
 NET_TITLES = {"plain": "Plain", "residual": "Residual"}
-LOG_TICKS = [round(mantissa * 10.0**power, 6) for power in range(-4, 6) for mantissa in (1, 3)]
 
 
 def _round(values, digits: int = 4) -> list:
     """Floats for JSON, to ``digits`` significant digits; NaN and infinities become None (a gap)."""
     return [float(f"{v:.{digits}g}") if math.isfinite(v) else None for v in np.asarray(values, dtype=float).ravel()]
+
+
+def log_ticks(values) -> list[float] | None:
+    """Tick values for a log axis over ``values``: 1, 2, 5 per decade over a narrow range, whole decades
+    over a wide one (at most about 8 labels), instead of plotly's crowded minor labels."""
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not positive:
+        return None
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    span = max(high - low, 1)
+    if span <= 2:
+        return [float(f"{mantissa * 10.0**power:.1g}") for power in range(low, high + 1) for mantissa in (1, 2, 5)]
+    step = math.ceil(span / 8)
+    return sorted(10.0**power for power in range(high, low - 1, -step))
 
 
 def _hex(colour: str) -> np.ndarray:
@@ -83,7 +96,8 @@ def loss_curves_figure(histories: Mapping[str, list]) -> dict:
     layout = {
         "height": 320, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "title": {"text": "Loss"},
         "xaxis": {"title": {"text": "step"}, "rangemode": "tozero"},
-        "yaxis": {"title": {"text": "cross-entropy (log scale)"}, "type": "log", "tickvals": LOG_TICKS},
+        "yaxis": {"title": {"text": "cross-entropy (log scale)"}, "type": "log",
+                  "tickvals": log_ticks([y for trace in traces for y in trace["y"]])},
         "legend": {"orientation": "h", "y": -0.25}, "uirevision": "loss",
     }
     return {"data": traces, "layout": layout}
@@ -107,7 +121,8 @@ def gradient_norms_figure(norms: Mapping[str, list[float] | None]) -> dict:
         "height": 320, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
         "title": {"text": "Gradient norm per layer (last batch)"},
         "xaxis": {"title": {"text": "hidden layer (input side → output side)"}},
-        "yaxis": {"title": {"text": "‖∂loss/∂W‖ (log scale)"}, "type": "log", "exponentformat": "power"},
+        "yaxis": {"title": {"text": "‖∂loss/∂W‖ (log scale)"}, "type": "log", "exponentformat": "power",
+                  "tickvals": log_ticks([y for trace in traces for y in trace["y"]])},
         "legend": {"orientation": "h", "y": -0.25}, "uirevision": "gradients",
     }
     return {"data": traces, "layout": layout}

@@ -209,8 +209,16 @@ def test_playground_from_a_shared_link_runs_live_and_pauses(server, browser):
     page.screenshot(path=str(SCREENSHOTS / "playground-running.png"), full_page=True)
     assert int(status.inner_text().split()[1].replace(",", "")) > 0
 
-    page.get_by_role("button", name="Pause").click()
-    page.get_by_role("button", name="Run").wait_for(timeout=30_000)
+    # Under load a click can land while the fragment redraws the page and be lost; a student clicks
+    # again, and so does the test (at most three times). Seen once in CI on 2 busy cores.
+    for _ in range(3):
+        page.get_by_role("button", name="Pause").click()
+        try:
+            page.get_by_role("button", name="Run").wait_for(timeout=20_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; try the click again
+            continue
+    page.get_by_role("button", name="Run").wait_for(timeout=10_000)
     time.sleep(1.5)  # a redraw already on its way may still land
     paused_at = status.inner_text()
     time.sleep(2)
@@ -270,3 +278,6 @@ def test_gradcam_with_an_upload_a_sample_photo_and_trained_runs(server, browser,
     assert page.get_by_text("transparency composited onto white").count() >= 1
     page.screenshot(path=str(SCREENSHOTS / "gradcam-upload-runs.png"), full_page=True)
     assert_no_error(page, "gradcam-upload")
+    page.close()
+    for model in ("cifar-plain8", "cifar-resnet8"):  # the other pages' tests expect their own runs to be the latest
+        shutil.rmtree(DEFAULT_RUNS_DIR / f"browser-gradcam-{model}", ignore_errors=True)

@@ -1,5 +1,6 @@
 """The Grad-CAM page under AppTest: offline pretrained weights, and a plain and a residual run side by side."""
 
+import shutil
 import subprocess
 import sys
 
@@ -34,7 +35,9 @@ def plain_and_residual_runs():
                  str(out), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
             assert result.returncode == 0, result.stderr
         dirs.append(str(out))
-    return dirs
+    yield dirs
+    for run_dir in dirs:  # leave the shared runs folder as the other page tests expect it
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_offline_pretrained_weights_get_a_clear_message(monkeypatch, tmp_path):

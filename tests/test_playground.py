@@ -13,7 +13,13 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.analysis.concepts import fig5_weights, shortcut_weights
 from explorer.models.mlp import DeepMLP
-from explorer.playground_figures import CLASS_COLOURS, boundary_image, gradient_norms_figure, loss_curves_figure
+from explorer.playground_figures import (
+    CLASS_COLOURS,
+    boundary_image,
+    gradient_norms_figure,
+    log_ticks,
+    loss_curves_figure,
+)
 from explorer.train.playground import (
     DEFAULTS,
     Playground,
@@ -230,13 +236,14 @@ def test_figures_are_valid_plotly():
     playground = Playground(SMALL)
     playground.step(2)
     views = playground.views(resolution=12)
-    data = playground.data
     for figure in (
         loss_curves_figure({kind: view.history for kind, view in views.items()}),
         gradient_norms_figure({kind: view.gradient_norms for kind, view in views.items()}),
         gradient_norms_figure({"plain": None}),
     ):
         go.Figure(figure)  # raises on anything plotly does not accept
+    assert log_ticks([1e-23, 0.5]) == [10.0**power for power in range(-21, 1, 3)]  # a few decades, not 24 labels
+    assert log_ticks([0.3, 0.9]) == [0.1, 0.2, 0.5, 1, 2, 5] and log_ticks([]) is None
     curves = loss_curves_figure({kind: view.history for kind, view in views.items()})
     assert [trace["name"] for trace in curves["data"]] == ["Plain train", "Plain test", "Residual train",
                                                            "Residual test"]
@@ -313,6 +320,7 @@ def test_playground_page_restores_the_url_and_steps():
 
     app.select_slider(key="pg_lr").set_value(0.01).run()  # a live change: the nets keep their steps
     assert app.session_state["pg_playground"].steps > 1 and app.query_params["lr"] == "0.01"
+    assert not app.warning  # the link's problem is no longer the page's
     app.slider(key="pg_depth").set_value(5).run()  # anything else: new nets
     assert "Step 0" in _status(app) and app.query_params["depth"] == "5"
     app.button(key="pg_step").click().run()

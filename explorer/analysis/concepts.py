@@ -75,7 +75,7 @@ def shortcut_option_dot(option: str) -> str:
     """Two blocks with option A, B or C: one where the width doubles (64 to 128 channels, stride 2)
     and one that keeps its size."""
     projection = 'fillcolor="#dbe8f7"'
-    first = {"A": f'label="subsample /2,\\npad 64 channels of zeros", fillcolor="#ffffff"',
+    first = {"A": 'label="subsample /2,\\npad 64 channels of zeros", fillcolor="#ffffff"',
              "B": f'label="projection:\\n1x1 conv, 128, /2, BN", {projection}',
              "C": f'label="projection:\\n1x1 conv, 128, /2, BN", {projection}'}[option]
     second = (f's2 [label="projection:\\n1x1 conv, 128, BN", {projection}]; r1 -> s2 [style=dashed]; '

@@ -57,6 +57,7 @@ def playground_settings() -> PlaygroundSettings:
     state = st.session_state
     if "pg_settings" not in state:
         state["pg_settings"], state["pg_url_problems"] = settings_from_query(st.query_params.to_dict())
+        state["pg_url_settings"] = state["pg_settings"]
     saved = state["pg_settings"]
     for name in FIELDS:  # widgets forget their values when the page is left; restore them
         if _key(name) not in state:
@@ -92,8 +93,9 @@ def playground_settings() -> PlaygroundSettings:
     query = settings_to_query(settings)
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
-    for problem in state.get("pg_url_problems", []):
-        st.warning(problem, icon=":material/link_off:")
+    if settings == state.get("pg_url_settings"):  # until the student changes a setting
+        for problem in state.get("pg_url_problems", []):
+            st.warning(problem, icon=":material/link_off:")
     return settings
 
 
