@@ -80,8 +80,9 @@ def test_a_step_trains_and_the_views_have_the_right_shapes():
 
 def test_residual_trains_where_plain_does_not_at_depth_50():
     # Measured over seeds 0-5 (and in bench/results/playground-*): after 300 steps the plain net is
-    # still at chance (loss ln 2) on every seed; the residual net is below 0.47 on every one.
-    for seed in (0, 4):
+    # still at chance (loss ln 2) on every seed; the residual net is below 0.47 on every one. Seed 4
+    # is the residual net's slowest of those.
+    for seed in (4,):
         settings = DEFAULTS.replace(seed=seed)
         plain = train_once(settings.replace(nets="plain"), 300)["plain"]
         residual = train_once(settings.replace(nets="residual"), 300)["residual"]
