@@ -117,13 +117,19 @@ def _download_with_progress(config) -> None:
     """Fetch CIFAR-10 with a progress line before training (the trainer then reads it from disk)."""
     from explorer.data.cifar10 import load_cifar10
 
+    load_cifar10(data_dir=config.data.data_dir, progress=_bytes_progress("CIFAR-10"))
+    sys.stderr.write("\n")
+
+
+def _bytes_progress(what: str):
+    """A ``progress(done, total)`` that redraws one stderr line: downloading WHAT: N of M MiB."""
+
     def report(done: int, total: int) -> None:
         of = f" of {total / 2**20:,.0f} MiB" if total else ""
-        sys.stderr.write(f"\rdownloading CIFAR-10: {done / 2**20:,.0f} MiB{of}   ")
+        sys.stderr.write(f"\rdownloading {what}: {done / 2**20:,.0f} MiB{of}   ")
         sys.stderr.flush()
 
-    load_cifar10(data_dir=config.data.data_dir, progress=report)
-    sys.stderr.write("\n")
+    return report
 
 
 class _ProgressBar:
@@ -207,7 +213,8 @@ def command_gradcam(args: argparse.Namespace) -> int:
     elif args.weights:
         classifier = state_dict_classifier(args.model, args.weights)
     elif resolve(args.model).family == "imagenet":
-        classifier = pretrained_classifier(args.model, progress=_weights_progress(args))
+        show = sys.stderr.isatty() and not args.json
+        classifier = pretrained_classifier(args.model, progress=_bytes_progress(f"{args.model} weights") if show else None)
     else:
         raise ValueError(f"{args.model} has no pretrained weights: give --weights PATH (a state_dict file) or --run DIR")
     result = explain(classifier, image, layers=args.layer, target=args.target)[0]
@@ -228,18 +235,6 @@ def command_gradcam(args: argparse.Namespace) -> int:
     for note in record["notes"]:
         print(f"note: {note}", file=sys.stderr)
     return 0
-
-
-def _weights_progress(args: argparse.Namespace):
-    if args.json or not sys.stderr.isatty():
-        return None
-
-    def report(done: int, total: int) -> None:
-        of = f" of {total / 2**20:,.0f} MiB" if total else ""
-        sys.stderr.write(f"\rdownloading {args.model} weights: {done / 2**20:,.0f} MiB{of}   ")
-        sys.stderr.flush()
-
-    return report
 
 
 def command_playground(args: argparse.Namespace) -> int:

@@ -261,6 +261,7 @@ def run_classifier(run_dir: str | Path) -> Classifier:
     from explorer.models.weights import fit_state_dict
     from explorer.train.config import RunConfig
     from explorer.train.store import Run
+    from explorer.train.trainer import model_options
 
     run = Run(run_dir)
     if not run.exists():
@@ -275,10 +276,7 @@ def run_classifier(run_dir: str | Path) -> Classifier:
                                image_size=config.data.image_size)
         info = {"classes": dataset.classes, "image_size": dataset.image_size, "mean": dataset.mean,
                 "std": dataset.std}
-    options = {"num_classes": len(info["classes"]), "input_size": info["image_size"]}
-    if config.model.shortcut is not None:
-        options["shortcut"] = config.model.shortcut
-    model = build_model(config.model.name, **options)
+    model = build_model(config.model.name, **model_options(config, len(info["classes"]), info["image_size"]))
     fit_state_dict(model, run.load_model(), config.model.name)
     return Classifier(model.eval(), list(info["classes"]), run_label(run), tuple(info["mean"]), tuple(info["std"]),
                       input_size=int(info["image_size"]))

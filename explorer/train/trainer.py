@@ -85,13 +85,14 @@ def lr_at(step: int, total_steps: int, optim: OptimConfig) -> float:
     return lr
 
 
-def model_options(config: RunConfig, dataset: ImageDataset) -> dict:
-    options = {"num_classes": dataset.num_classes}
+def model_options(config: RunConfig, num_classes: int, image_size: int) -> dict:
+    """The build_model options of ``config`` for data with these classes and image size."""
+    options = {"num_classes": num_classes}
     family = resolve(config.model.name).family
     if family == "mlp":
         raise ValueError(f"{config.model.name} is for 2-D data; train it in the playground, not on images")
     if family in ("cifar", "imagenet", "vgg"):
-        options["input_size"] = dataset.image_size
+        options["input_size"] = image_size
     if config.model.shortcut is not None:
         options["shortcut"] = config.model.shortcut
     return options
@@ -147,7 +148,7 @@ def train(config: RunConfig, run: Run, control: Control | None = None, progress=
                                    image_size=config.data.image_size)
         if isinstance(dataset, PointDataset):
             raise ValueError(f"{dataset.name} is a 2-D data set; train MLPs on it in the playground")
-        options = model_options(config, dataset)
+        options = model_options(config, dataset.num_classes, dataset.image_size)
         run.save_data_info({"classes": list(dataset.classes), "image_size": dataset.image_size,
                             "mean": list(dataset.mean), "std": list(dataset.std)})
         total_steps, steps_per_epoch = total_steps_for(config, len(dataset.x_train))
