@@ -1,5 +1,6 @@
 import streamlit as st
 
+from explorer.analysis.concepts import residual_block_dot
 from explorer.ui.navigation import page_link
 
 st.title("ResNet Explorer")
@@ -27,21 +28,7 @@ with left:
         "with a 1x1 convolution there, and option **C** projects on every block."
     )
 with right:
-    st.graphviz_chart(
-        """
-        digraph block {
-          rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];
-          x [label="x", shape=plaintext, fillcolor=white];
-          conv1 [label="weight layer (3x3 conv, BN)"]; relu1 [label="ReLU", fillcolor="#fdf0e6"];
-          conv2 [label="weight layer (3x3 conv, BN)"];
-          add [label="+", shape=circle, fillcolor="#e8f5e9"]; relu2 [label="ReLU", fillcolor="#fdf0e6"];
-          out [label="F(x) + x", shape=plaintext, fillcolor=white];
-          x -> conv1 -> relu1 -> conv2 -> add [label=" F(x)"];
-          x -> add [label=" identity x", style=dashed, constraint=false];
-          add -> relu2 -> out;
-        }
-        """
-    )
+    st.graphviz_chart(residual_block_dot())
     st.caption("Fig. 2 of the paper: a building block of residual learning.")
 
 st.subheader("Explore")
