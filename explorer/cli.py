@@ -113,6 +113,46 @@ def command_train(args: argparse.Namespace) -> int:
     return 0 if result.state in ("completed", "stopped") else 1
 
 
+def command_preset(args: argparse.Namespace) -> int:
+    """Train a preset's models at once, as the Train page does, and print where each ended."""
+    import signal
+    import time
+    from pathlib import Path
+
+    from explorer.device import resolve_device
+    from explorer.train.jobs import JobManager
+    from explorer.train.presets import PRESETS
+
+    if args.key not in PRESETS:
+        raise ValueError(f"unknown preset {args.key!r}; valid: {', '.join(PRESETS)}")
+    preset = PRESETS[args.key]
+    device = resolve_device(args.device)
+    configs = preset.configs(device.type, dataset=args.dataset, seed=args.seed)
+    manager = JobManager(Path(args.out), max_concurrent=len(configs))
+    started = time.perf_counter()
+    jobs = manager.submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"))
+    if not args.json:
+        print(f"{preset.title}: {preset.describe(device.type, args.dataset)}", file=sys.stderr)
+    signal.signal(signal.SIGINT, lambda *_: [manager.stop(job.run_dir) for job in jobs])
+    for job in jobs:
+        while not job.finished:
+            job.thread.join(0.5)
+    seconds = time.perf_counter() - started
+    runs = [{"model": job.config.model.name, "run_dir": job.run_dir, "state": job.result.state,
+             "train_error": job.result.train_error, "test_error": job.result.test_error, "message": job.result.message}
+            for job in jobs]
+    if args.json:
+        print(json.dumps({"preset": args.key, "device": device.type, "seconds": seconds, "runs": runs}))
+    else:
+        for run in runs:
+            train_error = f"{run['train_error']:.1%}" if run["train_error"] is not None else "-"
+            test_error = f"{run['test_error']:.1%}" if run["test_error"] is not None else "-"
+            print(f"{run['model']:<18} {run['state']:<10} train error {train_error:>6}  test error {test_error:>6}  "
+                  f"{run['run_dir']}")
+        print(f"{seconds:.0f} s. Shows: {preset.shows}")
+    return 0 if all(run["state"] in ("completed", "stopped") for run in runs) else 1
+
+
 def _download_with_progress(config) -> None:
     """Fetch CIFAR-10 with a progress line before training (the trainer then reads it from disk)."""
     from explorer.data.cifar10 import load_cifar10
@@ -283,6 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its checkpoint")
     train.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     train.set_defaults(run=command_train)
+
+    from explorer.train.presets import PRESETS
+
+    preset = commands.add_parser("preset", help="train a preset's models at once, as the Train page does")
+    preset.add_argument("key", metavar="PRESET", help=f"one of {', '.join(PRESETS)}")
+    preset.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                        help="a GPU runs the paper's schedule, the CPU the short one")
+    preset.add_argument("--dataset", help="instead of the preset's (shapes-easy on the CPU, shapes on a GPU)")
+    preset.add_argument("--seed", type=int, default=0)
+    preset.add_argument("--out", default=str(DEFAULT_RUNS_DIR), help="folder for the run folders")
+    preset.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    preset.set_defaults(run=command_preset)
 
     runs = commands.add_parser("runs", help="list runs with their state and final numbers")
     runs.add_argument("dir", nargs="?", default=str(DEFAULT_RUNS_DIR), help="folder holding run folders")

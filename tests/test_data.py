@@ -105,7 +105,7 @@ def test_load_dataset_shapes():
 
 
 def test_unknown_names_and_bad_sizes_fail_naming_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: shapes .*cifar10, folder:PATH, spiral, circles, xor, gaussians"):
+    with pytest.raises(ValueError, match="valid: shapes, shapes-easy .*cifar10, folder:PATH, spiral, circles, xor, gaussians"):
         load_dataset("mnist")
     with pytest.raises(ValueError, match="train_size"):
         load_dataset("shapes", train_size=0)

@@ -71,6 +71,9 @@ def test_train_page_shows_preset_limits():
     app.radio[0].set_value("fig6").run()
     info = next(i.value for i in app.info if "Fig. 6" in i.value)
     assert "Fig. 6" in info and "Cannot show" in info and "long schedule" in info
+    # On this CPU: the minute-long schedule, and what it showed on three seeds.
+    assert "shapes-easy at 16x16" in info and "300 steps at batch 64" in info and "2 of 3" in info
+    assert app.selectbox[0].value == "shapes-easy" and app.select_slider[2].value == 16
 
 
 def test_train_page_needs_a_model():

@@ -20,6 +20,17 @@ class RunRecords:
     gradients: list[dict] = field(default_factory=list)  # probe records of kind grad_norm, by step
     problems: list[str] = field(default_factory=list)  # lines skipped as corrupt or half-written
     status: dict = field(default_factory=dict)
+    model: str = ""  # the registry name from config.json ("" when the config cannot be read)
+
+    @property
+    def residual(self) -> bool | None:
+        """Whether the model has shortcuts, from its registry name; None for an unknown name."""
+        from explorer.models import resolve
+
+        try:
+            return bool(resolve(self.model).fixed.get("residual", False))
+        except ValueError:
+            return None
 
     @property
     def probe_steps(self) -> list[int]:
@@ -39,8 +50,12 @@ def read_run(run: Run | str, label: str | None = None) -> RunRecords:
     """A run's records; unreadable lines are skipped and listed in ``problems``, never raised."""
     run = run if isinstance(run, Run) else Run(run)
     metrics, probes = run.metrics(), run.probes()
+    config = run.config()
+    section = config.get("model") if isinstance(config, dict) else None
+    model = section.get("name", "") if isinstance(section, dict) else ""
     records = RunRecords(run_dir=str(run.path), label=label or run_label(run), metrics=metrics.records,
-                         problems=metrics.problems + probes.problems, status=run.status())
+                         problems=metrics.problems + probes.problems, status=run.status(),
+                         model=model if isinstance(model, str) else "")
     for record in probes.records:
         if record.get("kind") == "response_std" and isinstance(record.get("layers"), list):
             records.responses.append(record)
@@ -96,7 +111,7 @@ def response_summary(runs: list[RunRecords], step: int | None = None) -> list[di
         values = [layer["std"] for layer in snapshot["layers"] if isinstance(layer.get("std"), (int, float))]
         if values:
             rows.append({"run": records.label, "step": snapshot["step"], "layers": len(values),
-                         "mean_std": sum(values) / len(values), "residual": "resnet" in records.label})
+                         "mean_std": sum(values) / len(values), "residual": records.residual})
     return rows
 
 

@@ -2,6 +2,8 @@
 
     shapes        10 classes of shapes and textures on clutter, drawn here in seconds: the offline
                   default (shapes.py)
+    shapes-easy   the same classes without the clutter: learnt within a minute on a CPU, which is
+                  what the CPU presets use
     cifar10       CIFAR-10, the data set of the paper's sec. 4.2; downloaded once and cached
                   (cifar10.py)
     folder:PATH   your own images, PATH/train/<class>/* and PATH/test/<class>/* (or val/) (folder.py)
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASET_NAMES = ("shapes", "cifar10", "folder:PATH", "spiral", "circles", "xor", "gaussians")
+DATASET_NAMES = ("shapes", "shapes-easy", "cifar10", "folder:PATH", "spiral", "circles", "xor", "gaussians")
 POINT_DATASETS = ("spiral", "circles", "xor", "gaussians")
 SHAPES_TRAIN, SHAPES_TEST = 50_000, 10_000
 POINTS_TRAIN, POINTS_TEST = 1_000, 1_000
@@ -169,8 +171,9 @@ def load_dataset(name: str, *, seed: int = 0, train_size: int | None = None, tes
         return make_points(key, seed=seed, train_size=train_size or POINTS_TRAIN,
                            test_size=test_size or POINTS_TEST, noise=noise)
     check_image_size(image_size)
-    if key == "shapes":
-        return _shapes(seed, train_size or SHAPES_TRAIN, test_size or SHAPES_TEST, image_size, progress)
+    if key in ("shapes", "shapes-easy"):
+        return _shapes(seed, train_size or SHAPES_TRAIN, test_size or SHAPES_TEST, image_size, progress,
+                       clutter=key == "shapes")
     # Imported when asked for: cifar10.py imports torchvision, which takes seconds.
     if key == "cifar10":
         from explorer.data.cifar10 import load_cifar10
@@ -181,8 +184,8 @@ def load_dataset(name: str, *, seed: int = 0, train_size: int | None = None, tes
 
         dataset = load_folder(name[len("folder:"):], image_size=image_size, progress=progress)
     else:
-        raise ValueError(f"unknown data set {name!r}; valid: shapes (built in, offline), cifar10, folder:PATH, "
-                         f"{', '.join(POINT_DATASETS)}")
+        raise ValueError(f"unknown data set {name!r}; valid: shapes, shapes-easy (built in, offline), cifar10, "
+                         f"folder:PATH, {', '.join(POINT_DATASETS)}")
     return subset_and_resize(dataset, seed=seed, train_size=train_size, test_size=test_size, image_size=image_size)
 
 
@@ -202,28 +205,29 @@ def subset_and_resize(dataset: ImageDataset, *, seed: int = 0, train_size: int |
                         boxes_train, boxes_test)
 
 
-_shapes_cache: dict[tuple[int, int, int, int], ImageDataset] = {}
+_shapes_cache: dict[tuple[int, int, int, int, bool], ImageDataset] = {}
 _shapes_lock = threading.Lock()
 
 
-def _shapes(seed: int, train_size: int, test_size: int, image_size: int, progress: Progress | None) -> ImageDataset:
+def _shapes(seed: int, train_size: int, test_size: int, image_size: int, progress: Progress | None,
+            clutter: bool = True) -> ImageDataset:
     # Generated, not downloaded: cached per arguments because several runs of a comparison use
     # the same set. Train and test come from independent child streams of the seed.
     from explorer.data.shapes import SHAPE_CLASSES, generate_shapes
 
-    key = (seed, train_size, test_size, image_size)
+    key = (seed, train_size, test_size, image_size, clutter)
     with _shapes_lock:
         if key in _shapes_cache:
             return _shapes_cache[key]
     total = train_size + test_size
     train_seed, test_seed = np.random.SeedSequence(seed).spawn(2)
-    train = generate_shapes(train_size, train_seed, image_size,
+    train = generate_shapes(train_size, train_seed, image_size, clutter=clutter,
                             progress=progress and (lambda done, _: progress(done, total)))
-    test = generate_shapes(test_size, test_seed, image_size,
+    test = generate_shapes(test_size, test_seed, image_size, clutter=clutter,
                            progress=progress and (lambda done, _: progress(train_size + done, total)))
     mean, std = channel_stats(train.images)
-    dataset = ImageDataset("shapes", train.images, train.labels, test.images, test.labels, list(SHAPE_CLASSES),
-                           mean, std, train.boxes, test.boxes)
+    dataset = ImageDataset("shapes" if clutter else "shapes-easy", train.images, train.labels, test.images,
+                           test.labels, list(SHAPE_CLASSES), mean, std, train.boxes, test.boxes)
     with _shapes_lock:
         _shapes_cache[key] = dataset
         while len(_shapes_cache) > SHAPES_CACHE_SIZE:

@@ -8,7 +8,9 @@ noise. Colour carries no label: only shape and texture do.
 
 How hard it is (ResNet-20, SGD lr 0.1, momentum 0.9, batch 64, 5,000 training images, test
 accuracy on 1,000 others; chance is 10%): 15%, 14%, 26%, 38% after 50, 100, 150, 200 steps, 66%
-after 300. An early version without clutter reached 91% in 200 steps: too easy for depth to show.
+after 300. An early version without clutter reached 91% in 200 steps: too easy for depth to show
+over a long run, but right for a minute on a CPU: ``clutter=False`` (the data set "shapes-easy")
+draws that version for the Train page's CPU presets.
 
 The classes::
 
@@ -70,6 +72,11 @@ OCCLUDER_PROBABILITY = 0.5  # a thin stroke across the object in half the images
 STROKE_LENGTH_RANGE = (0.12, 0.45)  # share of the side
 STROKE_HALF_WIDTH_RANGE = (0.35, 0.9)  # pixels
 PIXEL_NOISE_RANGE = (0.0, 0.07)
+# Without clutter (``clutter=False``, the data set "shapes-easy"): a gradient background only, a
+# stronger contrast and little noise, so that a 20-layer net learns the classes within a minute
+# on a CPU and the presets can show depth's effect in that time (bench/results/presets-*).
+EASY_CONTRAST_RANGE = (0.6, 0.9)
+EASY_PIXEL_NOISE_RANGE = (0.0, 0.03)
 # Pixels drawn at once: 2,048 images of 32x32. A float32 plane is then 8 MB, and numpy asks Linux
 # to back arrays of 4 MB and more with huge pages: with 256 images, faulting in fresh pages for
 # the temporaries took half the time. Each thread holds about 100 MB while it draws.
@@ -92,10 +99,14 @@ def generate_shapes(
     seed: int | np.random.SeedSequence = 0,
     image_size: int = 32,
     *,
+    clutter: bool = True,
     return_masks: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ShapeImages:
-    """``count`` images with classes balanced to within one, in a seeded random order."""
+    """``count`` images with classes balanced to within one, in a seeded random order.
+
+    ``clutter=False`` leaves out the blotches, the strokes and the occluders (see EASY_*).
+    """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if image_size < 16:
@@ -103,7 +114,7 @@ def generate_shapes(
     sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     chunk_size = max(1, CHUNK_PIXELS // (image_size * image_size))
     parameters_seed, *chunk_seeds = sequence.spawn(1 + -(-count // chunk_size))
-    params = _draw_parameters(count, image_size, np.random.default_rng(parameters_seed))
+    params = _draw_parameters(count, image_size, np.random.default_rng(parameters_seed), clutter)
 
     images = np.empty((count, image_size, image_size, 3), np.uint8)
     boxes = np.empty((count, 4), np.int32)
@@ -112,7 +123,7 @@ def generate_shapes(
     def draw(index: int) -> int:
         part = slice(index * chunk_size, min((index + 1) * chunk_size, count))
         chunk = {key: value[part] for key, value in params.items()}
-        images[part], coverage = _draw_chunk(chunk, image_size, np.random.default_rng(chunk_seeds[index]))
+        images[part], coverage = _draw_chunk(chunk, image_size, np.random.default_rng(chunk_seeds[index]), clutter)
         boxes[part] = _bounding_boxes(coverage > 0)
         if masks is not None:
             masks[part] = coverage
@@ -127,7 +138,7 @@ def generate_shapes(
     return ShapeImages(images, params["label"].astype(np.int64), boxes, masks)
 
 
-def _draw_parameters(count: int, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _draw_parameters(count: int, size: int, rng: np.random.Generator, clutter: bool = True) -> dict[str, np.ndarray]:
     """Every per-image choice, drawn at once for the split; the chunks draw only pixel-level noise."""
     f32 = np.float32
     labels = rng.permutation(np.arange(count) % len(SHAPE_CLASSES))
@@ -135,6 +146,8 @@ def _draw_parameters(count: int, size: int, rng: np.random.Generator) -> dict[st
     # Keep the whole object inside: a rotated, stretched square reaches ~1.4 radii from its centre.
     margin = np.minimum(1.4 * radius + 0.5, size / 2)
     rotation = np.deg2rad(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES, count))
+    contrast_range = CONTRAST_RANGE if clutter else EASY_CONTRAST_RANGE
+    noise_range = PIXEL_NOISE_RANGE if clutter else EASY_PIXEL_NOISE_RANGE
     return {
         "label": labels,
         "radius": radius.astype(f32),
@@ -144,14 +157,14 @@ def _draw_parameters(count: int, size: int, rng: np.random.Generator) -> dict[st
         "aspect": np.exp(rng.uniform(*np.log(ASPECT_RANGE), count)).astype(f32),
         "period": (rng.uniform(*STRIPE_PERIOD_RANGE, count) * size / 32).astype(f32),
         "phase": rng.uniform(0, 2 * np.pi, count).astype(f32),
-        "contrast": rng.uniform(*CONTRAST_RANGE, count).astype(f32),
+        "contrast": rng.uniform(*contrast_range, count).astype(f32),
         "direction": _unit_vectors(rng, count),
         "colour0": rng.uniform(*BACKGROUND_RANGE, (count, 3)).astype(f32),
         "colour1": rng.uniform(*BACKGROUND_RANGE, (count, 3)).astype(f32),
         "gradient_angle": rng.uniform(0, 2 * np.pi, count).astype(f32),
-        "blotch": rng.uniform(0, BLOTCH_AMPLITUDE, count).astype(f32),
-        "noise": rng.uniform(*PIXEL_NOISE_RANGE, count).astype(f32),
-        "occluded": rng.random(count) < OCCLUDER_PROBABILITY,
+        "blotch": rng.uniform(0, BLOTCH_AMPLITUDE if clutter else 0, count).astype(f32),
+        "noise": rng.uniform(*noise_range, count).astype(f32),
+        "occluded": (rng.random(count) < OCCLUDER_PROBABILITY) & clutter,
     }
 
 
@@ -160,7 +173,8 @@ def _unit_vectors(rng: np.random.Generator, count: int) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
 
 
-def _draw_chunk(p: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _draw_chunk(p: dict[str, np.ndarray], size: int, rng: np.random.Generator,
+                clutter: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Background, strokes behind, the object, maybe an occluding stroke, noise; to uint8.
 
     Pixels are flattened (planes of shape (n, H*W), colour images (n, 3, H*W)) and layers are
@@ -175,7 +189,8 @@ def _draw_chunk(p: dict[str, np.ndarray], size: int, rng: np.random.Generator) -
     # The object's colour contrasts with the background under it, not with a stroke that passes.
     colour = _contrasting_colour(_at_centre(image, p, size), p["direction"] * p["contrast"][:, None])
     scratch = np.empty_like(image)
-    _paint(image, *_clutter(n, size, yy, xx, rng), scratch)
+    if clutter:
+        _paint(image, *_clutter(n, size, yy, xx, rng), scratch)
 
     coverage = _object_coverage(p, yy, xx)
     _paint(image, coverage * _texture(p, yy, xx), colour[:, :, None], scratch)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from explorer.models.cifar import CifarResNet
@@ -124,3 +127,19 @@ def build_model(name: str, **options) -> nn.Module:
     model = spec.factory(**spec.fixed, **check_options(spec, options))
     model.model_name = spec.name
     return model
+
+
+_seed_lock = threading.Lock()
+
+
+@contextmanager
+def seeded_weights(seed: int):
+    """Draw the weights built inside from ``seed`` alone, whatever other threads do meanwhile.
+
+    Initialisers use torch's global generator, which all threads share: two runs built at once
+    with the same seed got different weights. Builders take turns, and the caller's stream is
+    left where it was.
+    """
+    with _seed_lock, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -26,7 +26,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = field(default="shapes", metadata=_flag("shapes, cifar10 or folder:PATH"))
+    dataset: str = field(default="shapes", metadata=_flag("shapes, shapes-easy (no clutter), cifar10 or folder:PATH"))
     train_size: int | None = field(default=None, metadata=_flag("use this many training images (default: all)"))
     test_size: int | None = field(default=None, metadata=_flag("use this many test images (default: all)"))
     image_size: int = field(default=32, metadata=_flag("image side in pixels: shapes are drawn at it, other sets resized"))
@@ -96,7 +96,8 @@ def validate(config: RunConfig, check_dataset: bool = True) -> None:
     resolve(config.model.name)
     dataset = config.data.dataset
     if check_dataset and not (dataset in DATASET_NAMES or dataset in POINT_DATASETS or dataset.startswith("folder:")):
-        raise ValueError(f"unknown data set {dataset!r}; valid: shapes (built in, offline), cifar10, folder:PATH")
+        raise ValueError(f"unknown data set {dataset!r}; valid: shapes, shapes-easy (built in, offline), cifar10, "
+                         "folder:PATH")
     if dataset == "folder:":
         raise ValueError("folder: needs a path, e.g. folder:/data/flowers")
     from explorer.data.datasets import check_image_size

@@ -20,14 +20,14 @@ from explorer.train.config import RunConfig, validate
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
 from explorer.train.trainer import Control, TrainResult, train
 
-FIXED_SIZE_DATASETS = {"shapes": 32, "cifar10": 32}  # image size of the built-in data sets
+BUILT_IN_IMAGE_SETS = ("shapes", "shapes-easy", "cifar10")  # their images come at config.data.image_size
 
 
 def check_config_fits(config: RunConfig) -> None:
     """Refuse a model and batch that cannot fit before anything is queued or allocated."""
-    if config.data.dataset not in FIXED_SIZE_DATASETS or resolve(config.model.name).family == "mlp":
+    if config.data.dataset not in BUILT_IN_IMAGE_SETS or resolve(config.model.name).family == "mlp":
         return  # the trainer checks once the data, and so the input size, is known
-    options = {"input_size": FIXED_SIZE_DATASETS[config.data.dataset]}
+    options = {"input_size": config.data.image_size}
     if config.model.shortcut:
         options["shortcut"] = config.model.shortcut
     check_fits(config.model.name, config.optim.batch_size, resolve_device(config.device), training=True, **options)

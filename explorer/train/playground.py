@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -32,6 +30,8 @@ import torch.nn.functional as F
 
 from explorer.data.toy2d import POINT_DATASETS, make_points
 from explorer.models.mlp import ACTIVATIONS, INITS, DeepMLP
+from explorer.models.registry import seeded_weights
+from explorer.threads import cpu_thread_share
 
 NETS = {"both": ("plain", "residual"), "plain": ("plain",), "residual": ("residual",)}
 NORMS = ("none", "batchnorm")
@@ -175,30 +175,12 @@ def settings_to_query(settings: PlaygroundSettings) -> dict[str, str]:
 # OpenMP's worker threads spin while they wait. Measured on the 2-core machine, depth 50, width 16:
 # 164 steps/s with one thread against 137 with two when idle, and 130 against 1 (one) while other
 # processes kept both cores busy. So the playground trains with one intra-op thread. The thread
-# count is process-wide: it is lowered only while some playground works and restored when the
-# last one stops, so training jobs on other pages get both threads back.
+# count is process-wide: explorer/threads.py lowers it only while some playground or several
+# training jobs work, and restores it when the last one stops.
 
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_saved: int | None = None
-
-
-@contextmanager
 def one_thread():
-    global _threads_users, _threads_saved
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_saved = torch.get_num_threads()
-            if _threads_saved != 1:
-                torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0 and _threads_saved not in (None, 1):
-                torch.set_num_threads(_threads_saved)
+    """The playground's share of the CPU: one intra-op thread (explorer/threads.py)."""
+    return cpu_thread_share(single=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,9 +203,7 @@ class PlaygroundNet:
 
     def __init__(self, kind: str, settings: PlaygroundSettings):
         self.kind = kind
-        # fork_rng: building the net must not move the caller's global random stream.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings.seed)
+        with seeded_weights(settings.seed):  # identical weights for both nets, whatever other threads do
             self.model = DeepMLP(settings.depth, settings.width, settings.activation,
                                  batch_norm=settings.norm == "batchnorm", residual=kind == "residual",
                                  init=settings.init)

@@ -1,0 +1,176 @@
+"""The Train page's presets and schedules, the easy shapes they use on a CPU, and how concurrent runs share it."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import explorer.data.shapes as shapes
+from explorer.analysis.runs import RunRecords, response_summary
+from explorer.data import load_dataset
+from explorer.models import build_model, seeded_weights
+from explorer.threads import cpu_thread_share
+from explorer.train.config import validate
+from explorer.train.jobs import check_config_fits
+from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
+from explorer.train.trainer import lr_at
+
+# --- presets ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_cpu_presets_run_the_short_schedule_on_easy_shapes(key):
+    configs = PRESETS[key].configs("cpu", seed=3)
+    assert [c.model.name for c in configs] == list(PRESETS[key].cpu_models)
+    for config in configs:
+        validate(config)
+        check_config_fits(config)
+        assert config.device == "cpu" and config.seed == 3
+        assert (config.data.dataset, config.data.image_size, config.data.train_size) == ("shapes-easy", 16, 5_000)
+        assert (config.optim.steps, config.optim.batch_size, config.optim.lr) == (300, 64, 0.05)
+        # One drop, for the last 10% of the steps.
+        assert [lr_at(step, 300, config.optim) for step in (0, 269, 270, 299)] == pytest.approx([0.05, 0.05, 0.005, 0.005])
+    text = PRESETS[key].describe("cpu")
+    assert "300 steps at batch 64" in text and "shapes-easy at 16x16" in text and "90%" in text
+
+
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_gpu_presets_run_the_papers_schedule(key):
+    configs = PRESETS[key].configs("cuda")
+    for config in configs:
+        validate(config)
+        assert (config.data.dataset, config.data.image_size, config.data.train_size) == ("shapes", 32, None)
+        assert (config.optim.steps, config.optim.batch_size, config.optim.lr) == (64_000, 128, 0.1)
+        assert config.optim.lr_milestones == (0.5, 0.75)  # 32k and 48k iterations
+        assert config.optim.warmup_steps == (400 if config.model.name.endswith("110") else 0)
+    assert "cifar-resnet110" in PRESETS["fig6"].gpu_models and "cifar-resnet110" not in PRESETS["fig6"].cpu_models
+
+
+def test_a_preset_on_another_data_set_keeps_its_schedule():
+    config = PRESETS["fig1"].configs("cpu", dataset="cifar10")[0]
+    assert config.data.dataset == "cifar10" and config.data.image_size == 16
+    assert "of cifar10 at 16x16" in PRESETS["fig1"].describe("cpu", "cifar10")
+
+
+def test_custom_runs_drop_the_rate_once_unless_they_are_long():
+    short = custom_configs(["cifar-plain20", "cifar-resnet20"], "shapes-easy", 300, 64, 0.05, "cpu", 5_000,
+                           image_size=16)
+    assert [c.model.name for c in short] == ["cifar-plain20", "cifar-resnet20"]
+    assert short[0].optim.lr_milestones == (0.9,) and short[0].data.image_size == 16
+    long = custom_configs(["cifar-resnet20"], "shapes", SHORT_RUN_STEPS, 128, 0.1, "cuda")
+    assert long[0].optim.lr_milestones == (0.5, 0.75) and long[0].data.image_size == 32
+
+
+# --- easy shapes -----------------------------------------------------------------------------------
+
+
+def test_easy_shapes_have_a_smooth_background_and_the_same_objects():
+    easy = shapes.generate_shapes(300, 7, clutter=False, return_masks=True)
+    cluttered = shapes.generate_shapes(300, 7, return_masks=True)
+    # The same classes, places and sizes: only the background, contrast and noise change.
+    assert np.array_equal(easy.labels, cluttered.labels) and np.array_equal(easy.boxes, cluttered.boxes)
+
+    def background_roughness(drawn):
+        """Median step between neighbouring background pixels, far from the object."""
+        images = drawn.images.astype(np.float64) / 255
+        steps = np.abs(np.diff(images, axis=2)).max(-1)  # (N, H, W-1)
+        background = (drawn.masks[:, :, 1:] == 0) & (drawn.masks[:, :, :-1] == 0)
+        return np.median([np.percentile(step[mask], 95) for step, mask in zip(steps, background)])
+
+    # Strokes and blotches make sharp steps in the cluttered background; the easy one is a gradient plus
+    # faint noise.
+    assert background_roughness(easy) < 0.06 < background_roughness(cluttered)
+    assert np.array_equal(easy.images, shapes.generate_shapes(300, 7, clutter=False).images)
+
+
+def test_load_dataset_shapes_easy_is_its_own_set():
+    easy = load_dataset("shapes-easy", seed=2, train_size=60, test_size=20, image_size=16)
+    cluttered = load_dataset("shapes", seed=2, train_size=60, test_size=20, image_size=16)
+    assert easy.name == "shapes-easy" and easy.x_train.shape == (60, 16, 16, 3) and easy.classes == cluttered.classes
+    assert np.array_equal(easy.y_train, cluttered.y_train) and not np.array_equal(easy.x_train, cluttered.x_train)
+
+
+# --- sharing the CPU -------------------------------------------------------------------------------
+
+
+def test_concurrent_trainers_get_one_thread_each_and_the_count_comes_back():
+    before = torch.get_num_threads()
+    with cpu_thread_share():
+        assert torch.get_num_threads() == before  # alone: every thread
+        with cpu_thread_share():
+            assert torch.get_num_threads() == 1  # two at once: one each
+        assert torch.get_num_threads() == before
+        with cpu_thread_share(single=True):
+            assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_runs_built_at_once_get_the_weights_of_their_own_seed():
+    """Jobs build their models in threads at the same time; the global generator is shared by all of them."""
+    expected = {}
+    for seed in (5, 6):
+        with seeded_weights(seed):
+            expected[seed] = build_model("cifar-resnet8", input_size=16).state_dict()
+    assert not torch.equal(expected[5]["conv1.weight"], expected[6]["conv1.weight"])
+    built, start = {}, threading.Barrier(4)
+
+    def build(index, seed):
+        start.wait()
+        for repeat in range(3):
+            with seeded_weights(seed):
+                built[index, repeat] = seed, build_model("cifar-resnet8", input_size=16).state_dict()
+
+    workers = [threading.Thread(target=build, args=(index, seed)) for index, seed in enumerate((5, 6, 5, 6))]
+    [worker.start() for worker in workers]
+    [worker.join() for worker in workers]
+    assert len(built) == 12
+    for seed, state in built.values():
+        assert all(torch.equal(state[key], expected[seed][key]) for key in expected[seed])
+
+
+# --- the responses table -----------------------------------------------------------------------------
+
+
+def test_the_residual_column_comes_from_the_model_not_the_label():
+    snapshot = [{"step": 0, "kind": "response_std", "layers": [{"name": "a", "std": 1.0}]}]
+    rows = response_summary([RunRecords(run_dir="a", label="my plain run", model="cifar-resnet20", responses=snapshot),
+                             RunRecords(run_dir="b", label="resnet?", model="cifar-plain20", responses=snapshot),
+                             RunRecords(run_dir="c", label="vgg", model="vgg16", responses=snapshot),
+                             RunRecords(run_dir="d", label="odd", model="no-such-model", responses=snapshot)])
+    assert [row["residual"] for row in rows] == [True, False, False, None]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_preset_trains_every_model_at_once(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import json
+
+    from explorer.cli import main
+
+    tiny = dataclasses.replace(PRESETS["fig1"].cpu, steps=6, train_size=128, test_size=32, log_every=3, eval_every=3,
+                               probe_every=3)
+    monkeypatch.setitem(PRESETS, "fig1", dataclasses.replace(PRESETS["fig1"], cpu=tiny))
+    assert main(["preset", "fig1", "--device", "cpu", "--seed", "2", "--out", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["preset"] == "fig1" and result["device"] == "cpu" and result["seconds"] > 0
+    assert [run["model"] for run in result["runs"]] == ["cifar-plain20", "cifar-plain56"]
+    for run in result["runs"]:
+        assert run["state"] == "completed" and 0 <= run["train_error"] <= 1 and 0 <= run["test_error"] <= 1
+        config = json.loads((tmp_path / run["run_dir"].rsplit("/", 1)[-1] / "config.json").read_text())
+        assert config["seed"] == 2 and config["data"]["dataset"] == "shapes-easy" and config["data"]["image_size"] == 16
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["preset", "fig9"], "unknown preset 'fig9'; valid: fig1, fig6, fig7"),
+    (["preset", "fig1", "--dataset", "mnist"], "unknown data set 'mnist'"),
+])
+def test_cli_preset_bad_input(tmp_path, capsys, args, reason):
+    from explorer.cli import main
+
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and reason in error and len(error.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing was created
