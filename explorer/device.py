@@ -44,7 +44,7 @@ def describe_device(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     threads = torch.get_num_threads()
-    return f"CPU ({platform.processor() or platform.machine()}, {threads} threads)"
+    return f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads != 1 else ''})"
 
 
 def environment(device: torch.device) -> dict:

@@ -149,7 +149,7 @@ def test_live_training_updates_and_survives_switching_pages(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(f"{server}/train")
     wait_until_idle(page)
-    page.get_by_label("Steps (quick, custom)").fill("80")
+    page.get_by_label("Steps (quick, custom)").fill("300")  # 16 px by default: long enough to watch
     page.get_by_label("Steps (quick, custom)").press("Tab")
     page.get_by_label("Training images (quick, custom)").fill("600")
     page.get_by_label("Training images (quick, custom)").press("Tab")

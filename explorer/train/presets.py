@@ -113,7 +113,8 @@ PRESETS: dict[str, Preset] = {
             shows="plain-20's training error falls while plain-56's stays near chance (90%): the deeper plain net "
                   "trains worse, which is the degradation problem, and it is the training error, so it is not "
                   "overfitting. Measured on 2 CPU cores, 3 seeds (bench/results/presets-cpu-*): plain-20 ended at "
-                  "46-68% training error, plain-56 at 85-90%, on every seed; both nets finished in 33-41 s.",
+                  "46-68% training error, plain-56 at 85-90%, on every seed; both nets finished in 33-41 s (49 s "
+                  "in the app with this page open in Chromium on the same cores).",
             cannot="300 steps are about 4 epochs of 5,000 small, clutter-free images: both nets are far from "
                    "converged and the curves are noisy from seed to seed. The paper's curves run 64k iterations on "
                    "CIFAR-10 (the GPU version of this preset).",
@@ -127,8 +128,8 @@ PRESETS: dict[str, Preset] = {
             cpu=cpu_schedule(probe_every=25),
             gpu=PAPER_SCHEDULE,
             shows="the first part of Fig. 6: plain-56 behind plain-20, and the ResNets starting to pull ahead of "
-                  "the plain nets of the same depth. Measured on 2 CPU cores, 3 seeds, 47-63 s for all four "
-                  "(bench/results/presets-cpu-*): plain-56 behind plain-20 on 3 of 3 seeds; ResNet-56 ahead of "
+                  "the plain nets of the same depth. Measured on 2 CPU cores, 3 seeds, 47-63 s for all four in a plain "
+                  "process and 113 s in the app with this page open (bench/results/presets-cpu-*): plain-56 behind plain-20 on 3 of 3 seeds; ResNet-56 ahead of "
                   "plain-56 on 2 of 3 (median 76% against 90% training error) and ResNet-20 ahead of plain-20 on 2 "
                   "of 3 (42% against 49%). So in a minute the residual advantage is a tendency, not yet a sure "
                   "thing; try another seed.",
@@ -145,7 +146,7 @@ PRESETS: dict[str, Preset] = {
             gpu=PAPER_SCHEDULE,
             shows="the std of each 3x3 layer's response, recorded every 10 steps: open Layer responses to "
                   "compare the plain and residual nets while they train (the same four nets and schedule as the "
-                  "Fig. 6 preset, about a minute).",
+                  "Fig. 6 preset: 50-63 s in a plain process, longer in the app).",
             cannot="the paper measures trained nets; after a minute these nets have barely learnt, so the gap the "
                    "paper reports (smaller responses in ResNets) may not have formed yet. In one run here (seed 0, "
                    "step 290) it had at depth 56 (mean std 0.59 for ResNet-56 against 2.26 for plain-56) but not "
