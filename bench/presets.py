@@ -45,7 +45,8 @@ CLAIMS = {  # what the preset texts say a short CPU run shows; checked per seed
     "plain-56 trains worse than plain-20": ("cifar-plain56", ">", "cifar-plain20"),
     "ResNet-56 trains better than plain-56": ("cifar-resnet56", "<", "cifar-plain56"),
     "ResNet-20 trains better than plain-20": ("cifar-resnet20", "<", "cifar-plain20"),
-    "ResNet-56 trains better than ResNet-20 (the paper's long-schedule result)": ("cifar-resnet56", "<", "cifar-resnet20"),
+    "ResNet-56 trains better than ResNet-20 (the paper's long-schedule result)":
+        ("cifar-resnet56", "<", "cifar-resnet20"),
 }
 
 
@@ -61,8 +62,8 @@ def main():
     for key in args.presets.split(","):
         results[key] = [run_preset(key, device.type, seed) for seed in seeds]
         for seed, result in zip(seeds, results[key]):
-            print(key, seed, f"{result['seconds']:.0f} s",
-                  {name: round(errors["train_error"] * 100, 1) for name, errors in result["models"].items()}, flush=True)
+            errors = {name: round(model["train_error"] * 100, 1) for name, model in result["models"].items()}
+            print(key, seed, f"{result['seconds']:.0f} s", errors, flush=True)
 
     first = PRESETS[next(iter(results))].schedule(device.type)
     lines = [f"# The Train page's presets on {device.type.upper()}, run as the app runs them", "",

@@ -41,11 +41,6 @@ def cpu_thread_share(single: bool = False):
 
 
 def _apply() -> None:
-    if not _users:
-        wanted = _threads_before
-    elif len(_users) > 1 or any(_users.values()):
-        wanted = 1
-    else:
-        wanted = _threads_before
+    wanted = 1 if len(_users) > 1 or any(_users.values()) else _threads_before
     if wanted and torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)

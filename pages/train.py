@@ -22,11 +22,12 @@ st.caption("Train plain and residual nets side by side and watch them learn. Run
 choice = st.radio("What to train", ["quick", *PRESETS, "custom"], horizontal=True,
                   format_func=lambda key: {"quick": "Quick pair: plain-N vs ResNet-N", "custom": "Custom"}.get(
                       key, PRESETS[key].title if key in PRESETS else key))
-on_gpu = torch_device_type() == "cuda"
+auto_device_type = torch_device_type()
+on_gpu = auto_device_type == "cuda"
 if choice in PRESETS:
     preset = PRESETS[choice]
     st.info(f"**{preset.title}.** On {'this GPU' if on_gpu else 'the CPU'} it runs "
-            f"{preset.describe(torch_device_type())} Shows: {preset.shows} Cannot show: {preset.cannot}",
+            f"{preset.describe(auto_device_type)} Shows: {preset.shows} Cannot show: {preset.cannot}",
             icon=":material/science:")
 with st.form("train"):
     columns = st.columns(4)
@@ -46,7 +47,8 @@ with st.form("train"):
     lr = columns[2].number_input("Learning rate (quick, custom)", 0.001, 1.0, 0.1 if on_gpu else 0.05, format="%.3f")
     train_size = columns[3].number_input("Training images (quick, custom)", 100, 50_000, 5_000, step=500)
     image_size = columns[4].select_slider("Image size (quick, custom)", [16, 24, 32], value=32 if on_gpu else 16,
-                                          help="Pixels per side. On 2 CPU cores ResNet-20 trains 2.7 times as fast at 16 as at 32.")
+                                          help="Pixels per side. On 2 CPU cores ResNet-20 trains 2.7 times as fast "
+                                               "at 16 as at 32.")
     start = st.form_submit_button("Start", icon=":material/play_arrow:", type="primary")
     st.caption(f"Quick and custom runs drop the learning rate by 10 at 90% of the steps, or at 50% and 75% (as the "
                f"paper) from {SHORT_RUN_STEPS:,} steps on. The CPU defaults are the presets' short schedule.")

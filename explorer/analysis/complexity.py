@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from explorer.device import available_memory_bytes, environment, resolve_device, synchronize
 from explorer.models import build_model, resolve
 from explorer.models.imagenet import IMAGENET_DEPTHS
+from explorer.models.registry import check_options
 from explorer.paper import paper_macs, paper_params
 
 # The paper's complexity comparison: VGG-19, plain-34, the ImageNet ResNets, the CIFAR ResNets.
@@ -175,7 +176,10 @@ def _profile_named(name: str, options: tuple) -> ForwardProfile:
 
 
 def profile_named(name: str, **options) -> ForwardProfile:
-    return _profile_named(resolve(name).name, tuple(sorted(options.items())))
+    # Keyed on every option, defaults filled in: {"input_size": 16} and {"num_classes": 10,
+    # "input_size": 16} are the same model, and the job queue and the trainer ask in those two ways.
+    spec = resolve(name)
+    return _profile_named(spec.name, tuple(sorted(check_options(spec, options).items())))
 
 
 def measure(name: str, **options) -> Complexity:

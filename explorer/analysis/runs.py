@@ -37,10 +37,16 @@ class RunRecords:
         return [record["step"] for record in self.responses]
 
 
-def run_label(run: Run) -> str:
-    config = run.config()
-    name = config.get("model", {}).get("name", run.id)
-    shortcut = config.get("model", {}).get("shortcut")
+def _model_section(config) -> dict:
+    section = config.get("model") if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def run_label(run: Run, config: dict | None = None) -> str:
+    """``config``: the run's config.json when the caller has read it already."""
+    model = _model_section(run.config() if config is None else config)
+    name = model.get("name", run.id)
+    shortcut = model.get("shortcut")
     # Folders the app names end in 4 random hex digits, enough to tell runs apart; others keep their name.
     tag = run.id[-4:] if re.fullmatch(r"\d{8}-\d{6}-.+-[0-9a-f]{4}", run.id) else run.id
     return f"{name}" + (f" ({shortcut})" if shortcut else "") + f" · {tag}"
@@ -51,9 +57,8 @@ def read_run(run: Run | str, label: str | None = None) -> RunRecords:
     run = run if isinstance(run, Run) else Run(run)
     metrics, probes = run.metrics(), run.probes()
     config = run.config()
-    section = config.get("model") if isinstance(config, dict) else None
-    model = section.get("name", "") if isinstance(section, dict) else ""
-    records = RunRecords(run_dir=str(run.path), label=label or run_label(run), metrics=metrics.records,
+    model = _model_section(config).get("name", "")
+    records = RunRecords(run_dir=str(run.path), label=label or run_label(run, config), metrics=metrics.records,
                          problems=metrics.problems + probes.problems, status=run.status(),
                          model=model if isinstance(model, str) else "")
     for record in probes.records:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 DATASET_NAMES = ("shapes", "shapes-easy", "cifar10", "folder:PATH", "spiral", "circles", "xor", "gaussians")
 POINT_DATASETS = ("spiral", "circles", "xor", "gaussians")
+SHAPES_DATASETS = ("shapes", "shapes-easy")  # drawn here, at any image size
 SHAPES_TRAIN, SHAPES_TEST = 50_000, 10_000
 POINTS_TRAIN, POINTS_TEST = 1_000, 1_000
 IMAGE_SIZE_RANGE = (8, 512)
@@ -171,7 +172,7 @@ def load_dataset(name: str, *, seed: int = 0, train_size: int | None = None, tes
         return make_points(key, seed=seed, train_size=train_size or POINTS_TRAIN,
                            test_size=test_size or POINTS_TEST, noise=noise)
     check_image_size(image_size)
-    if key in ("shapes", "shapes-easy"):
+    if key in SHAPES_DATASETS:
         return _shapes(seed, train_size or SHAPES_TRAIN, test_size or SHAPES_TEST, image_size, progress,
                        clutter=key == "shapes")
     # Imported when asked for: cifar10.py imports torchvision, which takes seconds.

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.analysis.complexity import check_fits
+from explorer.data.datasets import SHAPES_DATASETS
 from explorer.device import resolve_device
 from explorer.models import resolve
 from explorer.train.config import RunConfig, validate
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
 from explorer.train.trainer import Control, TrainResult, train
 
-BUILT_IN_IMAGE_SETS = ("shapes", "shapes-easy", "cifar10")  # their images come at config.data.image_size
+BUILT_IN_IMAGE_SETS = (*SHAPES_DATASETS, "cifar10")  # ten classes, at config.data.image_size
 
 
 def check_config_fits(config: RunConfig) -> None:

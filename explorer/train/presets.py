@@ -100,6 +100,7 @@ def cpu_schedule(probe_every: int) -> Schedule:
     return Schedule(steps=300, batch_size=64, train_size=5_000, test_size=500, log_every=5, eval_every=50,
                     probe_every=probe_every, dataset="shapes-easy", image_size=16, lr=0.05, lr_milestones=(0.9,))
 
+
 PRESETS: dict[str, Preset] = {
     preset.key: preset
     for preset in (
@@ -128,14 +129,14 @@ PRESETS: dict[str, Preset] = {
             cpu=cpu_schedule(probe_every=25),
             gpu=PAPER_SCHEDULE,
             shows="the first part of Fig. 6: plain-56 behind plain-20, and the ResNets starting to pull ahead of "
-                  "the plain nets of the same depth. Measured on 2 CPU cores, 3 seeds, 47-63 s for all four in a plain "
-                  "process and 113 s in the app with this page open (bench/results/presets-cpu-*): plain-56 behind plain-20 on 3 of 3 seeds; ResNet-56 ahead of "
-                  "plain-56 on 2 of 3 (median 76% against 90% training error) and ResNet-20 ahead of plain-20 on 2 "
-                  "of 3 (42% against 49%). So in a minute the residual advantage is a tendency, not yet a sure "
-                  "thing; try another seed.",
+                  "the plain nets of the same depth. Measured on 2 CPU cores, 3 seeds, 47-63 s for all four in a "
+                  "plain process and 113 s in the app with this page open (bench/results/presets-cpu-*): plain-56 "
+                  "behind plain-20 on 3 of 3 seeds; ResNet-56 ahead of plain-56 on 2 of 3 (median 76% against 90% "
+                  "training error) and ResNet-20 ahead of plain-20 on 2 of 3 (42% against 49%). So in a minute the "
+                  "residual advantage is a tendency, not yet a sure thing; try another seed.",
             cannot="a deeper ResNet beating a shallower one: ResNet-56 stayed behind ResNet-20 on all 3 seeds; in "
-                   "the paper it is ahead only after the long schedule (the GPU "
-                   "version runs depths 20 to 110 for 64k iterations). Depths 32, 44 and 110 run only there.",
+                   "the paper it is ahead only after the long schedule (the GPU version runs depths 20 to 110 for "
+                   "64k iterations). Depths 32, 44 and 110 run only there.",
         ),
         Preset(
             key="fig7",
