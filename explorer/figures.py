@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from explorer.analysis.architecture import Diagram
+from explorer.playground_figures import log_ticks
 
 STAGE_COLOURS = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#8c8c8c"]
 ARC_STYLES = {  # shortcut kind: (colour, dash, legend text)
@@ -170,7 +171,9 @@ def gradient_depth_figure(runs, step: int | None = None) -> go.Figure:
             hovertext=[block["name"] for block in blocks], hoverinfo="text+y",
         ))
     figure.update_xaxes(title="block (input side → output side)")
-    figure.update_yaxes(title="‖∂loss/∂x‖ at the block's input", type="log")
+    # plotly labels the minor ticks of a log axis too ("2, 0.1, 5, 2, 0.01"): give it whole ticks.
+    figure.update_yaxes(title="‖∂loss/∂x‖ at the block's input", type="log",
+                        tickvals=log_ticks([y for trace in figure.data for y in trace.y]))
     figure.update_layout(height=380, margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.25),
                          uirevision="gradient-depth")
     return figure
@@ -203,6 +206,7 @@ def gradient_split_figure(records, step: int | None = None) -> go.Figure:
     figure.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=40, b=10),
                          title=f"{records.label}" + (f", step {snapshot['step']}" if snapshot else ""),
                          legend=dict(orientation="h", y=1.1))
-    figure.update_yaxes(title="gradient norm", type="log")
+    figure.update_yaxes(title="gradient norm", type="log",
+                        tickvals=log_ticks([y for trace in figure.data for y in trace.y]))
     figure.update_xaxes(tickangle=-45)
     return figure

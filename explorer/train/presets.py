@@ -130,7 +130,7 @@ PRESETS: dict[str, Preset] = {
             gpu=PAPER_SCHEDULE,
             shows="the first part of Fig. 6: plain-56 behind plain-20, and the ResNets starting to pull ahead of "
                   "the plain nets of the same depth. Measured on 2 CPU cores, 3 seeds, 47-63 s for all four in a "
-                  "plain process and 113 s in the app with this page open (bench/results/presets-cpu-*): plain-56 "
+                  "plain process and 91-113 s in the app with this page open (bench/results/presets-cpu-*): plain-56 "
                   "behind plain-20 on 3 of 3 seeds; ResNet-56 ahead of plain-56 on 2 of 3 (median 76% against 90% "
                   "training error) and ResNet-20 ahead of plain-20 on 2 of 3 (42% against 49%). So in a minute the "
                   "residual advantage is a tendency, not yet a sure thing; try another seed.",
