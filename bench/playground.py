@@ -16,7 +16,7 @@ import statistics
 import torch
 
 import common
-from explorer.train.playground import PlaygroundSettings, train_once
+from explorer.playground import PlaygroundSettings, train_once
 
 DEPTHS = (10, 50, 100)
 

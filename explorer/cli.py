@@ -36,13 +36,8 @@ def command_models(args: argparse.Namespace) -> int:
 
 
 def command_complexity(args: argparse.Namespace) -> int:
-    from explorer.analysis.complexity import (
-        PAPER_MODELS,
-        complexity_report,
-        format_bytes,
-        parse_batch_sizes,
-        relative_difference,
-    )
+    from explorer.analysis.complexity import PAPER_MODELS, complexity_report, parse_batch_sizes, relative_difference
+    from explorer.models.cost import format_bytes
 
     names = _split_names(args.models) if args.models else list(PAPER_MODELS)
     batch_sizes = parse_batch_sizes(args.batch_sizes)
@@ -218,7 +213,7 @@ def command_runs(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from explorer.analysis.report import write_report
+    from explorer.report import write_report
 
     written = write_report(args.run_dirs, args.out, png=not args.no_png)
     if args.json:
@@ -242,7 +237,7 @@ def command_gradcam(args: argparse.Namespace) -> int:
         save_png,
         state_dict_classifier,
     )
-    from explorer.analysis.images import load_image_with_notes
+    from explorer.data.images import load_image_with_notes
     from explorer.models import resolve
 
     if bool(args.run_dir) == bool(args.model):
@@ -278,7 +273,7 @@ def command_gradcam(args: argparse.Namespace) -> int:
 
 
 def command_playground(args: argparse.Namespace) -> int:
-    from explorer.train.playground import settings_from_args, train_once
+    from explorer.playground import settings_from_args, train_once
 
     settings = settings_from_args(args)
     try:
@@ -316,8 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     from explorer.train.config import add_config_flags
     from explorer.train.store import DEFAULT_RUNS_DIR
 
-    train = commands.add_parser("train", help="train a model; records go to --out",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = commands.add_parser("train", help="train a model; records go to --out")
     add_config_flags(train)
     train.add_argument("--out", help="the run folder to create (must be new or empty)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its checkpoint")
@@ -364,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradcam.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     gradcam.set_defaults(run=command_gradcam)
 
-    from explorer.train.playground import add_playground_flags
+    from explorer.playground import add_playground_flags
 
     playground = commands.add_parser("playground", help="train a plain or a residual deep MLP on 2-D points, "
                                                         "as the Playground page does")

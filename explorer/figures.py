@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 from explorer.analysis.architecture import Diagram
-from explorer.playground_figures import log_ticks
+from explorer.analysis.runs import at_step, curve, gradient_matrix
 
 STAGE_COLOURS = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd", "#8c8c8c"]
 ARC_STYLES = {  # shortcut kind: (colour, dash, legend text)
@@ -13,6 +15,20 @@ ARC_STYLES = {  # shortcut kind: (colour, dash, legend text)
     "pad": ("#d62728", "dot", "option A: subsample + zero-pad"),
     "projection": ("#1f77b4", "dash", "projection shortcut (1x1 conv)"),
 }
+
+
+def log_ticks(values) -> list[float] | None:
+    """Tick values for a log axis over ``values``: 1, 2, 5 per decade over a narrow range, whole decades
+    over a wide one (at most about 8 labels), instead of plotly's crowded minor labels."""
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not positive:
+        return None
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    span = max(high - low, 1)
+    if span <= 2:
+        return [float(f"{mantissa * 10.0**power:.1g}") for power in range(low, high + 1) for mantissa in (1, 2, 5)]
+    step = math.ceil(span / 8)
+    return sorted(10.0**power for power in range(high, low - 1, -step))
 
 
 def architecture_figure(diagram: Diagram, title: str = "") -> go.Figure:
@@ -108,8 +124,6 @@ def _colour(index: int) -> str:
 
 def training_curves_figure(runs, key: str = "error", title: str = "") -> go.Figure:
     """``key`` ("error" or "loss") against step for each run: training dashed, test solid."""
-    from explorer.analysis.runs import curve
-
     figure = go.Figure()
     for index, records in enumerate(runs):
         for split, dash in (("train", "dash"), ("test", "solid")):
@@ -130,8 +144,6 @@ def training_curves_figure(runs, key: str = "error", title: str = "") -> go.Figu
 
 def responses_figure(runs, step: int | None = None, sort: bool = False) -> go.Figure:
     """Fig. 7: std of each 3x3 layer's response, in network order or sorted by magnitude."""
-    from explorer.analysis.runs import at_step
-
     figure = go.Figure()
     for index, records in enumerate(runs):
         snapshot = at_step(records.responses, step)
@@ -157,8 +169,6 @@ def responses_figure(runs, step: int | None = None, sort: bool = False) -> go.Fi
 
 def gradient_depth_figure(runs, step: int | None = None) -> go.Figure:
     """The gradient norm at each block's input, from the input side to the output side."""
-    from explorer.analysis.runs import at_step
-
     figure = go.Figure()
     for index, records in enumerate(runs):
         snapshot = at_step(records.gradients, step)
@@ -181,8 +191,6 @@ def gradient_depth_figure(runs, step: int | None = None) -> go.Figure:
 
 def gradient_heatmap_figure(records, part: str = "total") -> go.Figure:
     """log10 of the gradient norm, step by block."""
-    from explorer.analysis.runs import gradient_matrix
-
     steps, names, rows = gradient_matrix(records, part)
     figure = go.Figure(go.Heatmap(z=rows, x=names, y=steps, colorscale="Viridis",
                                   colorbar=dict(title="log10 ‖grad‖")))
@@ -194,8 +202,6 @@ def gradient_heatmap_figure(records, part: str = "total") -> go.Figure:
 
 def gradient_split_figure(records, step: int | None = None) -> go.Figure:
     """Per block, the norm of the gradient through the shortcut and through the residual branch."""
-    from explorer.analysis.runs import at_step
-
     snapshot = at_step(records.gradients, step)
     figure = go.Figure()
     if snapshot is not None:

@@ -1,7 +1,8 @@
 import streamlit as st
 
 from explorer.analysis.architecture import describe_blocks, layer_table, network_diagram
-from explorer.analysis.complexity import MAX_BATCH_SIZE, ModelTooLarge, check_fits, format_bytes, measure
+from explorer.analysis.complexity import measure
+from explorer.models.cost import MAX_BATCH_SIZE, ModelTooLarge, check_fits, format_bytes
 from explorer.figures import architecture_figure
 from explorer.ui.feedback import explain_errors
 from explorer.ui.model_picker import pick_model

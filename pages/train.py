@@ -2,6 +2,7 @@ import time
 
 import streamlit as st
 
+from explorer.data import BUILT_IN_IMAGE_DATASETS
 from explorer.device import describe_device, resolve_device
 from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
 from explorer.ui.jobs import job_manager, latest_group
@@ -9,7 +10,7 @@ from explorer.ui.live import live_panel
 from explorer.ui.timing import available_devices
 
 QUICK_DEPTHS = [8, 14, 20, 32, 44, 56, 110]
-DATASETS = ["shapes-easy", "shapes", "cifar10"]
+DATASETS = list(BUILT_IN_IMAGE_DATASETS)
 
 
 def torch_device_type() -> str:
@@ -29,6 +30,10 @@ if choice in PRESETS:
     st.info(f"**{preset.title}.** On {'this GPU' if on_gpu else 'the CPU'} it runs "
             f"{preset.describe(auto_device_type)} Shows: {preset.shows} Cannot show: {preset.cannot}",
             icon=":material/science:")
+    measured = preset.measured_on_cpu()
+    if measured and not on_gpu:
+        with st.expander("What this preset showed when we measured it"):
+            st.write(measured)
 with st.form("train"):
     columns = st.columns(4)
     dataset = columns[0].selectbox(
@@ -47,8 +52,8 @@ with st.form("train"):
     lr = columns[2].number_input("Learning rate (quick, custom)", 0.001, 1.0, 0.1 if on_gpu else 0.05, format="%.3f")
     train_size = columns[3].number_input("Training images (quick, custom)", 100, 50_000, 5_000, step=500)
     image_size = columns[4].select_slider("Image size (quick, custom)", [16, 24, 32], value=32 if on_gpu else 16,
-                                          help="Pixels per side. On 2 CPU cores ResNet-20 trains 2.7 times as fast "
-                                               "at 16 as at 32.")
+                                          help="Pixels per side. Smaller images train faster on a CPU: the "
+                                               "CPU presets use 16.")
     start = st.form_submit_button("Start", icon=":material/play_arrow:", type="primary")
     st.caption(f"Quick and custom runs drop the learning rate by 10 at 90% of the steps, or at 50% and 75% (as the "
                f"paper) from {SHORT_RUN_STEPS:,} steps on. The CPU defaults are the presets' short schedule.")

@@ -7,16 +7,9 @@ from torch import nn
 
 from explorer.analysis import complexity
 from explorer.analysis.architecture import describe_blocks, layer_table, network_diagram
-from explorer.analysis.complexity import (
-    ModelTooLarge,
-    check_fits,
-    comparison_rows,
-    estimate_memory,
-    measure,
-    parse_batch_sizes,
-    profile_forward,
-    time_forward,
-)
+from explorer.analysis.complexity import comparison_rows, measure, parse_batch_sizes, time_forward
+from explorer.models import cost
+from explorer.models.cost import ModelTooLarge, check_fits, estimate_memory, profile_forward
 from explorer.paper import paper_tables
 
 TABLE1 = paper_tables()["table1_macs"]["gmacs"]
@@ -91,16 +84,16 @@ def test_activation_memory_predicts_real_saved_bytes():
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(torch.randn(complexity.TRACE_BATCH, 3, 32, 32))
-    assert measure("cifar-resnet20").activation_bytes_per_image == sum(saved.values()) // complexity.TRACE_BATCH
+        model(torch.randn(cost.TRACE_BATCH, 3, 32, 32))
+    assert measure("cifar-resnet20").activation_bytes_per_image == sum(saved.values()) // cost.TRACE_BATCH
 
 
 def test_memory_estimate_and_refusal_before_allocation(monkeypatch):
     estimate = estimate_memory("cifar-resnet56", 128, training=True)
-    profile = complexity.profile_named("cifar-resnet56")
+    profile = cost.profile_named("cifar-resnet56")
     assert estimate.parameter_bytes == 853_018 * 4 * 3
     assert estimate.activation_bytes == profile.activation_bytes * 128
-    monkeypatch.setattr(complexity, "available_memory_bytes", lambda device: 64 * 2**20)
+    monkeypatch.setattr(cost, "available_memory_bytes", lambda device: 64 * 2**20)
 
     def no_real_model(*args, **kwargs):
         raise AssertionError("a real model was built before the memory check")

@@ -7,6 +7,9 @@ import http.server
 import io
 import pickle
 import socket
+import struct
+import subprocess
+import sys
 import tarfile
 import threading
 import warnings
@@ -16,15 +19,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import ExifTags, Image, ImageFile
 
+import explorer.data.cifar10 as cifar10
 import explorer.data.shapes as shapes
 from explorer.data import DATASET_NAMES, POINT_DATASETS, DeviceLoader, ImageDataset, PointDataset, load_dataset
+from explorer.data.base import channel_stats, check_dataset_name, subsample
 from explorer.data.cifar10 import ARCHIVE, FOLDER, load_cifar10
-from explorer.data.datasets import channel_stats, subsample
 from explorer.data.folder import load_folder, load_npz_subset
+from explorer.data.images import MAX_PIXELS, load_image
 from explorer.data.loader import random_crop_flip
-from explorer.data.toy2d import make_points, sample_points
+from explorer.data.toy2d import CLASS_NAMES, make_points, sample_points
+from tests.conftest import ROOT
 
 # --- shapes -------------------------------------------------------------------------------------
 
@@ -114,6 +120,34 @@ def test_unknown_names_and_bad_sizes_fail_naming_the_valid_ones():
     with pytest.raises(ValueError, match="folder: needs a path"):
         load_dataset("folder:")
     assert set(POINT_DATASETS) < set(DATASET_NAMES)
+
+
+def test_a_name_is_read_as_load_dataset_reads_it():
+    assert check_dataset_name(" Shapes-Easy ") == "shapes-easy" and check_dataset_name("XOR") == "xor"
+    assert check_dataset_name("Folder:/Data/Flowers") == "folder:/Data/Flowers"  # a path keeps its case
+    with pytest.raises(ValueError, match="folder: needs a path"):
+        check_dataset_name("folder: ")
+    valid = r"valid: shapes, shapes-easy \(built in, offline\), cifar10, folder:PATH, spiral, circles, xor, gaussians$"
+    with pytest.raises(ValueError, match=r"^unknown data set 'MNIST'; " + valid):
+        check_dataset_name("MNIST")
+    assert set(CLASS_NAMES) == set(POINT_DATASETS)
+
+
+def test_importing_the_data_sets_does_not_import_torchvision():
+    """It takes seconds; cifar10.py writes torchvision's constants out instead (checked below)."""
+    check = "import sys, explorer.data; assert 'torchvision' not in sys.modules, 'torchvision was imported'"
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cifar10_constants_are_torchvisions():
+    from torchvision.datasets import CIFAR10
+
+    assert (cifar10.URL, cifar10.ARCHIVE, cifar10.ARCHIVE_MD5, cifar10.FOLDER) == (
+        CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5, CIFAR10.base_folder)
+    assert cifar10.TRAIN_BATCHES == tuple(name for name, _ in CIFAR10.train_list)
+    assert cifar10.TEST_BATCHES == tuple(name for name, _ in CIFAR10.test_list)
+    assert (cifar10.META, cifar10.META_KEY) == (CIFAR10.meta["filename"], CIFAR10.meta["key"])
 
 
 def test_image_dataset_refuses_wrong_arrays():
@@ -255,6 +289,84 @@ def test_unreadable_images_are_skipped_and_named_until_a_class_is_empty(tmp_path
     with pytest.raises(ValueError, match="no readable image for class 'dog'"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         load_folder(root, image_size=8)
+
+
+RED, BLUE = (250, 10, 10), (10, 10, 250)
+
+
+def _one_class_folder(root: Path) -> Path:
+    """root/train/a/, empty for the test to fill, beside root/test/a/ with one plain image."""
+    _save(root / "test" / "a" / "plain.png", (128, 128, 128))
+    (root / "train" / "a").mkdir(parents=True)
+    return root / "train" / "a"
+
+
+def _resized(image: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def test_image_folder_applies_exif_orientation_as_grad_cam_does(tmp_path):
+    stored = np.zeros((24, 40, 3), np.uint8)  # landscape as stored: red left half, blue right half
+    stored[:, :20], stored[:, 20:] = RED, BLUE
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise, as a phone held upright
+    path = _one_class_folder(tmp_path) / "photo.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    image = load_folder(tmp_path, image_size=16).x_train[0]
+    decoded = load_image(path)
+    assert decoded.shape == (40, 24, 3)
+    np.testing.assert_array_equal(image, _resized(decoded, 16))
+    # Turned clockwise, the left half is on top: red above blue, where unturned they sit side by side.
+    assert np.abs(image[:6].astype(int) - RED).max() <= 12 and np.abs(image[-6:].astype(int) - BLUE).max() <= 12
+
+
+def test_image_folder_composites_transparency_onto_white(tmp_path):
+    pixels = np.zeros((20, 20, 4), np.uint8)  # the right half: transparent black
+    pixels[:, :10] = (*RED, 255)
+    pixels[:, 10:, 2] = 255
+    pixels[:, 10:, 3] = 64  # the bottom half of that: blue, a quarter opaque
+    pixels[:10, 10:, 3] = 0
+    Image.fromarray(pixels, "RGBA").save(_one_class_folder(tmp_path) / "icon.png")
+    image = load_folder(tmp_path, image_size=20).x_train[0].astype(int)
+    assert (image[:, :10] == RED).all()
+    assert (image[:10, 10:] == 255).all()  # white, not the black of the hidden colour
+    blend = np.round(255 * (1 - 64 / 255) + np.array([0, 0, 255]) * 64 / 255)
+    assert np.abs(image[10:, 10:] - blend).max() <= 1
+
+
+def test_image_folder_skips_a_file_over_the_pixel_limit_without_decoding_it(tmp_path, monkeypatch):
+    # 7000x7000 = 49 megapixels: over our limit, under Pillow's (89), so only our check refuses it.
+    data = bytearray(_encoded(Image.new("RGB", (16, 16), RED), "JPEG"))
+    frame = data.index(b"\xff\xc0")  # start of frame: length (2), precision (1), height (2), width (2)
+    data[frame + 5 : frame + 9] = struct.pack(">HH", 7000, 7000)
+    assert 7000 * 7000 > MAX_PIXELS and len(data) < 2000
+    folder = _one_class_folder(tmp_path)
+    (folder / "huge.jpg").write_bytes(bytes(data))
+    _save(folder / "small.png", BLUE)
+    decoded_sizes = []
+    decode = ImageFile.ImageFile.load
+
+    def recording_decode(image):
+        decoded_sizes.append(image.size)
+        return decode(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_decode)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image file\(s\) in .*huge\.jpg"):
+        dataset = load_folder(tmp_path, image_size=8)
+    assert dataset.x_train.shape == (1, 8, 8, 3) and (dataset.x_train[0] == BLUE).all()
+    assert (40, 30) in decoded_sizes and (7000, 7000) not in decoded_sizes
+
+
+def test_image_folder_reads_images_smaller_than_grad_cams_minimum(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(_one_class_folder(tmp_path) / "icon.png")
+    np.testing.assert_array_equal(load_folder(tmp_path, image_size=8).x_train[0], pixels)
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
 
 
 def test_npz_subset(tmp_path):

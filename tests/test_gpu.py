@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from explorer.analysis.complexity import check_fits, time_forward
+from explorer.analysis.complexity import time_forward
+from explorer.models.cost import check_fits
 from explorer.device import resolve_device
 from explorer.models import build_model
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
-from explorer.analysis.images import (
+from explorer.data.images import (
     MAX_PIXELS,
     MIN_SIDE,
     SAMPLE_PHOTOS,

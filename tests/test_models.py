@@ -12,6 +12,7 @@ from explorer.models import build_model, model_names, resolve
 from explorer.models import cifar as cifar_module
 from explorer.models import imagenet as imagenet_module
 from explorer.models.blocks import Block, PadShortcut, Projection
+from explorer.models.mode import evaluating, in_mode
 
 # The exact counts (10 classes for CIFAR, 1000 for ImageNet and VGG).
 EXACT_PARAMS = {
@@ -228,3 +229,15 @@ def test_module_docstring_tables_are_true():
     assert set(imagenet) == {18, 34, 50, 101, 152}
     for depth, count in imagenet.items():
         assert params(meta(f"resnet{depth}")) == count
+
+
+@pytest.mark.parametrize("caller_training", [True, False])
+def test_evaluating_gives_the_callers_mode_back_also_after_an_error(caller_training):
+    model = build_model("cifar-resnet8").train(caller_training)
+    with evaluating(model):
+        assert not any(module.training for module in model.modules())
+    assert all(module.training == caller_training for module in model.modules())
+    with pytest.raises(RuntimeError, match="halfway"), in_mode(model, training=not caller_training):
+        assert model.training == (not caller_training)
+        raise RuntimeError("failed halfway")
+    assert all(module.training == caller_training for module in model.modules())

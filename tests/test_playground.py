@@ -12,19 +12,19 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer.analysis.concepts import fig5_weights, shortcut_weights
+from explorer.fields import parse_value, specs, to_text
+from explorer.figures import log_ticks
 from explorer.models.mlp import DeepMLP
-from explorer.playground_figures import (
+from explorer.playground import (
     CLASS_COLOURS,
-    boundary_image,
-    gradient_norms_figure,
-    log_ticks,
-    loss_curves_figure,
-)
-from explorer.train.playground import (
     DEFAULTS,
     Playground,
     PlaygroundSettings,
+    boundary_image,
+    gradient_norms_figure,
+    loss_curves_figure,
     one_thread,
+    settings_from_args,
     settings_from_query,
     settings_to_query,
     summarise,
@@ -222,6 +222,51 @@ def test_cli_bad_input_is_one_line(capsys, args, reason):
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0] and captured.out == ""
+
+
+# The CLI's flags are a contract: scripts and the README call them by these names.
+PLAYGROUND_FLAGS = {"--dataset", "--noise", "--points", "--train-percent", "--depth", "--width", "--activation",
+                    "--norm", "--init", "--optimiser", "--lr", "--batch-size", "--seed"}
+
+
+def _another_value(spec):
+    """A value the field accepts that is not its default."""
+    if spec.limits.choices is not None:
+        return next(choice for choice in spec.limits.choices if choice != spec.default)
+    candidate = spec.default + 1 if spec.kind is int else (spec.default + spec.limits.high) / 2
+    return candidate if spec.limits.allows(candidate) else spec.limits.low
+
+
+def _refused_value(spec) -> str:
+    return "no-such-choice" if spec.limits.choices is not None else to_text(spec.limits.high + 1)
+
+
+def test_every_setting_round_trips_through_text_and_refuses_what_is_out_of_range():
+    for name, spec in specs(PlaygroundSettings).items():
+        for value in (spec.default, _another_value(spec)):
+            assert parse_value(spec, to_text(value)) == value, name
+        with pytest.raises(ValueError) as refused:
+            parse_value(spec, _refused_value(spec))
+        message = str(refused.value)
+        assert message.startswith(f"{name} must be {spec.describe()}") and "\n" not in message
+
+
+def test_every_generated_flag_parses_and_refuses_with_one_line(capsys):
+    from explorer.cli import build_parser, main
+
+    flags = {spec.flag: spec for spec in specs(PlaygroundSettings).values() if spec.name != "nets"}
+    assert set(flags) == PLAYGROUND_FLAGS
+    unflagged = settings_from_args(build_parser().parse_args(["playground", "--residual"]))
+    assert unflagged == DEFAULTS.replace(nets="residual")
+    for flag, spec in flags.items():
+        value = _another_value(spec)
+        args = build_parser().parse_args(["playground", "--plain", flag, to_text(value)])
+        assert getattr(settings_from_args(args), spec.name) == value, flag
+
+        assert main(["playground", "--plain", flag, _refused_value(spec)]) == 2
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {spec.name} must be ") and captured.out == ""
 
 
 def test_cli_bad_input_from_the_shell():

@@ -12,7 +12,7 @@ from explorer.data import load_dataset
 from explorer.models import build_model, seeded_weights
 from explorer.threads import cpu_thread_share
 from explorer.train.config import validate
-from explorer.train.jobs import check_config_fits
+from explorer.train.trainer import check_config_fits
 from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
 from explorer.train.trainer import lr_at
 
@@ -175,3 +175,15 @@ def test_cli_preset_bad_input(tmp_path, capsys, args, reason):
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and reason in error and len(error.splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing was created
+
+
+def test_measured_figures_come_from_the_newest_readable_record(tmp_path):
+    from explorer.measurements import latest
+
+    (tmp_path / "presets-cpu-2026-01-02.json").write_text('{"date": "2026-01-02", "seeds": [0]}')
+    (tmp_path / "presets-cpu-2026-03-04.json").write_text('{"date": "2026-03-04", "seeds": [0, 1]}')
+    (tmp_path / "presets-cpu-2026-05-06.json").write_text('{"date": ')  # half-written: skipped
+    (tmp_path / "presets-gpu-2026-07-08.json").write_text('{"date": "2026-07-08"}')  # another record
+    recorded = latest("presets-cpu", tmp_path)
+    assert recorded.date == "2026-03-04" and recorded.source == "bench/results/presets-cpu-2026-03-04.json"
+    assert latest("degradation-shapes-cpu", tmp_path) is None

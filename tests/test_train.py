@@ -12,11 +12,22 @@ import pytest
 import torch
 from torch import nn
 
-from explorer.analysis.complexity import ModelTooLarge
 from explorer.cli import main
+from explorer.fields import specs, to_text
 from explorer.models import build_model
+from explorer.models.cost import ModelTooLarge
 from explorer.train import trainer as trainer_module
-from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig, build_parser_flags
+from explorer.train.config import (
+    SECTIONS,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ProbeConfig,
+    RunConfig,
+    add_config_flags,
+    build_parser_flags,
+    config_from_args,
+)
 from explorer.train.jobs import JobManager
 from explorer.train.store import Run, list_runs, mark_interrupted, read_jsonl
 from explorer.train.trainer import lr_at, train
@@ -215,6 +226,57 @@ def test_every_config_field_has_a_cli_flag():
             "--seed"} <= flags
 
 
+# Every field set away from its default, so the round trip cannot pass by falling back to one.
+EVERY_FIELD_CHANGED = RunConfig(
+    model=ModelConfig(name="cifar-plain56", shortcut="B"),
+    data=DataConfig(dataset="folder:/data/Flowers", train_size=100, test_size=50, image_size=16, augment=False,
+                    data_dir="/data/cifar"),
+    optim=OptimConfig(steps=7, epochs=None, batch_size=32, lr=0.05, momentum=0.5, weight_decay=0.0,
+                      lr_milestones=(0.3, 0.9), lr_decay=0.5, warmup_steps=3, warmup_lr=0.002),
+    probes=ProbeConfig(probe_every=0, probe_batch=8, log_every=2, eval_every=4, checkpoint_every=6),
+    seed=5, device="cpu",
+)
+
+
+def _flag_values(config: RunConfig) -> list[str]:
+    argv = []
+    for section in (*[getattr(config, name) for name in SECTIONS], config):
+        for spec in specs(type(section)).values():
+            value = getattr(section, spec.name)
+            if value is None:
+                continue
+            if spec.kind is bool:
+                argv.append(spec.flag if value else spec.flag.replace("--", "--no-", 1))
+            else:
+                argv += [spec.flag, to_text(value)]
+    return argv
+
+
+def test_every_train_flag_parses_and_round_trips():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    for config in (RunConfig(), EVERY_FIELD_CHANGED):
+        assert config_from_args(parser.parse_args(_flag_values(config))) == config
+    assert all(getattr(RunConfig(), name) != getattr(EVERY_FIELD_CHANGED, name) for name in SECTIONS)
+    # Case-insensitive choices come back as declared; a folder path keeps its case.
+    parsed = config_from_args(parser.parse_args(["--shortcut", "c", "--device", "CPU", "--dataset", "folder:/A/b"]))
+    assert (parsed.model.shortcut, parsed.device, parsed.data.dataset) == ("C", "cpu", "folder:/A/b")
+
+
+@pytest.mark.parametrize("flag,text", [
+    ("--lr-milestones", "0.5,1.5"), ("--lr-milestones", "half"), ("--lr", "0"), ("--lr", "nan"),
+    ("--momentum", "1"), ("--batch-size", "65537"), ("--steps", "2.5"), ("--image-size", "4"),
+    ("--shortcut", "D"), ("--device", "gpu"), ("--probe-every", "-1"), ("--log-every", "0"), ("--seed", "-3"),
+])
+def test_a_bad_flag_value_is_refused_in_one_line_naming_the_flag(tmp_path, capsys, flag, text):
+    code = main(["train", "--steps", "2", "--out", str(tmp_path / "r"), flag, text])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {flag} must be"), err
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_train_json_and_runs_listing(tmp_path, capsys):
     out = tmp_path / "runs" / "a"
     assert main(["train", "--model", "cifar-resnet8", "--dataset", "shapes", "--train-size", "128", "--test-size",
@@ -236,7 +298,7 @@ def test_cli_train_json_and_runs_listing(tmp_path, capsys):
     (["--steps", "5", "--epochs", "1"], "exactly one of --steps or --epochs"),
     (["--dataset", "imagenet21k", "--steps", "2"], "unknown data set"),
     (["--model", "cifar-resnet9", "--steps", "2"], "nearest valid"),
-    (["--image-size", "4", "--steps", "2"], "image_size must be"),
+    (["--image-size", "4", "--steps", "2"], "--image-size must be"),
 ])
 def test_cli_train_bad_input(tmp_path, capsys, args, reason):
     code = main(["train", "--device", "cpu", "--out", str(tmp_path / "r"), *args])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from explorer.analysis.complexity import count_parameters, meta_model
+from explorer.models.cost import count_parameters, meta_model
 from explorer.models.blocks import Block, Bottleneck, PadShortcut, PreActBlock, Projection
 from explorer.models.mlp import MLPBlock
 from explorer.models.registry import resolve

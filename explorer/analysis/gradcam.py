@@ -25,6 +25,21 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from explorer.analysis.runs import run_label
+from explorer.data.datasets import load_dataset
+from explorer.models import build_model, resolve
+from explorer.models.mode import evaluating
+from explorer.models.weights import (
+    download_pretrained,
+    fit_state_dict,
+    imagenet_classes,
+    load_weights_file,
+    num_classes_in,
+)
+from explorer.train.config import RunConfig
+from explorer.train.store import Run
+from explorer.train.trainer import model_options
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SHORT_SIDE = 224  # torchvision's evaluation size for the pretrained ResNets
@@ -180,24 +195,15 @@ def layer_gradcam(model: nn.Module, inputs: torch.Tensor, layer: str, target: in
     from captum.attr import LayerGradCam
 
     module = model.get_submodule(check_layer(model, layer))
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         cam = LayerGradCam(model, module).attribute(inputs, target=target, relu_attributions=True)
-    finally:
-        model.train(was_training)
     return cam.detach()[0, 0]
 
 
 def predict(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """Class probabilities for one input, in eval mode; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return torch.softmax(model(inputs).float(), dim=1)[0]
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        return torch.softmax(model(inputs).float(), dim=1)[0]
 
 
 def explain(classifier: Classifier, image: np.ndarray, layers: str | list[str] | None = None,
@@ -229,9 +235,6 @@ def explain(classifier: Classifier, image: np.ndarray, layers: str | list[str] |
 # --- models to explain -------------------------------------------------------------------------
 def pretrained_classifier(name: str, weights: str | Path | bytes | None = None, progress=None) -> Classifier:
     """An ImageNet ResNet with torchvision's weights: downloaded (cached) or from a file given."""
-    from explorer.models import build_model
-    from explorer.models.weights import download_pretrained, fit_state_dict, imagenet_classes, load_weights_file
-
     source = weights if weights is not None else download_pretrained(name, progress=progress)
     state_dict = load_weights_file(source)
     model = build_model(name)
@@ -241,9 +244,6 @@ def pretrained_classifier(name: str, weights: str | Path | bytes | None = None, 
 
 def state_dict_classifier(name: str, weights: str | Path | bytes) -> Classifier:
     """Any registry model with a state_dict file; its class count is read from the file's ``fc``."""
-    from explorer.models import build_model, resolve
-    from explorer.models.weights import fit_state_dict, imagenet_classes, load_weights_file, num_classes_in
-
     state_dict = load_weights_file(weights)
     num_classes = num_classes_in(state_dict) or 1000
     model = build_model(name, num_classes=num_classes)
@@ -255,14 +255,6 @@ def state_dict_classifier(name: str, weights: str | Path | bytes) -> Classifier:
 
 def run_classifier(run_dir: str | Path) -> Classifier:
     """The model a run trained, with its classes, input size and normalisation."""
-    from explorer.analysis.runs import run_label
-    from explorer.data.datasets import load_dataset
-    from explorer.models import build_model
-    from explorer.models.weights import fit_state_dict
-    from explorer.train.config import RunConfig
-    from explorer.train.store import Run
-    from explorer.train.trainer import model_options
-
     run = Run(run_dir)
     if not run.exists():
         raise ValueError(f"{run_dir} is not a run folder (it has no config.json)")

@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from explorer.models import resolve
 from explorer.train.store import Run
 
 
@@ -25,8 +26,6 @@ class RunRecords:
     @property
     def residual(self) -> bool | None:
         """Whether the model has shortcuts, from its registry name; None for an unknown name."""
-        from explorer.models import resolve
-
         try:
             return bool(resolve(self.model).fixed.get("residual", False))
         except ValueError:

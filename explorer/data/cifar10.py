@@ -24,27 +24,28 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 import numpy as np
-from torchvision.datasets import CIFAR10
 
-from explorer.data.datasets import ImageDataset, channel_stats
+from explorer.data.base import CIFAR10, ImageDataset, Progress, channel_stats
 from explorer.download import fetch
 
 DATA_DIR_ENV = "RESNET_EXPLORER_DATA"
 URL_ENV = "RESNET_EXPLORER_CIFAR10_URL"
 MD5_ENV = "RESNET_EXPLORER_CIFAR10_MD5"
 DEFAULT_DATA_DIR = Path("~/.cache/resnet-explorer/data")
-URL, ARCHIVE, ARCHIVE_MD5, FOLDER = CIFAR10.url, CIFAR10.filename, CIFAR10.tgz_md5, CIFAR10.base_folder
-TRAIN_BATCHES = tuple(name for name, _ in CIFAR10.train_list)
-TEST_BATCHES = tuple(name for name, _ in CIFAR10.test_list)
-META = CIFAR10.meta["filename"]
+# torchvision.datasets.CIFAR10's url, filename, tgz_md5, base_folder, train_list, test_list and meta,
+# written out because importing torchvision takes seconds; a test checks that they still agree.
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE = "cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
+TEST_BATCHES = ("test_batch",)
+META, META_KEY = "batches.meta", "label_names"
 BATCH_FILES = (*TRAIN_BATCHES, *TEST_BATCHES, META)
 DOWNLOAD_CHUNK = 1 << 20  # bytes read per call: a progress update every MiB
 TIMEOUT_SECONDS = 30.0  # without a byte for this long, the download counts as offline
-
-Progress = Callable[[int, int], None]
 
 
 def default_data_dir() -> Path:
@@ -136,9 +137,9 @@ def read_batches(folder: Path) -> ImageDataset:
     """The ImageDataset in the pickled batches of ``folder`` (HWC uint8, int64 labels)."""
     x_train, y_train = _read(folder, TRAIN_BATCHES)
     x_test, y_test = _read(folder, TEST_BATCHES)
-    classes = [str(name) for name in _unpickle(folder / META)[CIFAR10.meta["key"]]]
+    classes = [str(name) for name in _unpickle(folder / META)[META_KEY]]
     mean, std = channel_stats(x_train)
-    return ImageDataset("cifar10", x_train, y_train, x_test, y_test, classes, mean, std)
+    return ImageDataset(CIFAR10, x_train, y_train, x_test, y_test, classes, mean, std)
 
 
 def _read(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

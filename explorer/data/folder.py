@@ -3,35 +3,43 @@
     PATH/train/<class>/*.png|jpg|...     classes: the sorted subfolder names of train/
     PATH/test/<class>/*   (or PATH/val/) classes: a subset of those of train/
 
-Any size and mode (grey, palette, RGBA, CMYK) is read, converted to RGB and resized to a square of
-``image_size`` pixels, bilinear with antialiasing, ignoring the aspect ratio, as the CIFAR-10
-images were made. Files that Pillow cannot read are skipped and counted in a warning; a class left
-with no image is an error. Hidden files and files with other extensions are ignored.
+Every file is decoded by images.py, as Grad-CAM decodes a photo, so a file gives the same pixels
+in both: any size and mode (grey, palette, CMYK, 16-bit), EXIF orientation applied, transparency
+composited onto white, a file whose header claims more than ``MAX_PIXELS`` refused unread. Images
+of any size down to 1x1 are read, then resized to a square of ``image_size`` pixels, bilinear
+with antialiasing, ignoring the aspect ratio, as the CIFAR-10 images were made. Files that cannot
+be decoded are skipped and counted in a warning; a class left with no image is an error. Hidden
+files and files with other extensions are ignored.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from explorer.data.datasets import ImageDataset, channel_stats, check_image_size, subset_and_resize
+from explorer.data.base import (
+    FOLDER_PREFIX,
+    ImageDataset,
+    Progress,
+    channel_stats,
+    check_dataset_name,
+    check_image_size,
+    subset_and_resize,
+)
+from explorer.data.images import ImageError, load_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 TEST_FOLDERS = ("test", "val")
 SKIPPED_NAMED = 3  # how many skipped files the warning names
 
-Progress = Callable[[int, int], None]
-
 
 def load_folder(path: str | Path, image_size: int = 32, progress: Progress | None = None) -> ImageDataset:
     """Every image under ``path``/train and ``path``/test (or val); ``progress(done, total)`` in images."""
     check_image_size(image_size)
-    if not str(path).strip():
-        raise ValueError("folder: needs a path, e.g. folder:/data/flowers")
+    check_dataset_name(FOLDER_PREFIX + str(path))  # an empty path gets load_dataset's message
     root = Path(str(path).strip()).expanduser()
     if not root.is_dir():
         raise ValueError(f"image folder {str(root)!r} does not exist or is not a folder")
@@ -60,7 +68,7 @@ def load_folder(path: str | Path, image_size: int = 32, progress: Progress | Non
         more = f" and {len(counter.skipped) - SKIPPED_NAMED} more" if len(counter.skipped) > SKIPPED_NAMED else ""
         warnings.warn(f"skipped {len(counter.skipped)} unreadable image file(s) in {root}: {named}{more}", stacklevel=2)
     mean, std = channel_stats(x_train)
-    return ImageDataset(f"folder:{path}", x_train, y_train, x_test, y_test, classes, mean, std)
+    return ImageDataset(f"{FOLDER_PREFIX}{path}", x_train, y_train, x_test, y_test, classes, mean, std)
 
 
 def _class_names(folder: Path) -> list[str]:
@@ -109,18 +117,17 @@ def _read_split(folder: Path, files: dict[str, list[Path]], classes: list[str], 
             count += 1
         if count == 0:
             raise ValueError(f"no readable image for class {name!r} in {folder / name} "
-                             f"({len(paths)} file(s), none of which Pillow can open)")
+                             f"({len(paths)} file(s), none of which can be decoded)")
         labels += [classes.index(name)] * count
     return np.stack(images), np.asarray(labels, np.int64)
 
 
 def _read_image(path: Path, size: int) -> np.ndarray | None:
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(image, np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        pixels = load_image(path, min_side=1)  # the decoder's default minimum is Grad-CAM's, not a data set's
+    except ImageError:
         return None
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR), np.uint8)
 
 
 def load_npz_subset(path: str | Path, *, seed: int = 0, train_size: int | None = None, test_size: int | None = None,

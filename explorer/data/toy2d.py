@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from explorer.data.datasets import PointDataset
+from explorer.data.base import POINT_DATASETS, PointDataset
 
 SPIRAL_TURNS = 1.5
 CIRCLES_INNER_RADIUS = 0.5
@@ -25,12 +25,13 @@ CIRCLES_OUTER_RADII = (0.7, 1.0)
 BLOB_CENTRE = 0.5
 BLOB_STD = 0.2
 
-CLASS_NAMES = {
-    "spiral": ["arm 1", "arm 2"],
-    "circles": ["inner", "outer"],
-    "xor": ["same sign", "opposite signs"],
-    "gaussians": ["lower left", "upper right"],
-}
+# In the order of POINT_DATASETS: spiral, circles, xor, gaussians.
+CLASS_NAMES = dict(zip(POINT_DATASETS, (
+    ["arm 1", "arm 2"],
+    ["inner", "outer"],
+    ["same sign", "opposite signs"],
+    ["lower left", "upper right"],
+), strict=True))
 
 
 def _spiral(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -62,13 +63,9 @@ def _gaussians(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return centre + BLOB_STD * rng.standard_normal((len(labels), 2))
 
 
-_GENERATORS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
-    "spiral": _spiral,
-    "circles": _circles,
-    "xor": _xor,
-    "gaussians": _gaussians,
-}
-POINT_DATASETS = tuple(_GENERATORS)
+_GENERATORS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = dict(
+    zip(POINT_DATASETS, (_spiral, _circles, _xor, _gaussians), strict=True)
+)
 
 
 def sample_points(

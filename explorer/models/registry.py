@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from explorer.models.cifar import CifarResNet
+from explorer.models.cifar import CifarResNet, blocks_per_stage
 from explorer.models.imagenet import IMAGENET_DEPTHS, ImageNetResNet
 from explorer.models.mlp import DeepMLP
 from explorer.models.vgg import VGG, VGG_CONFIGS
@@ -95,8 +95,6 @@ def resolve(name: str) -> ModelSpec:
 def _check_depth(spec: ModelSpec) -> None:
     depth = spec.fixed.get("depth")
     if spec.family == "cifar":
-        from explorer.models.cifar import blocks_per_stage
-
         try:
             blocks_per_stage(depth)
         except ValueError as error:

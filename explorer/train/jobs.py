@@ -2,7 +2,7 @@
 
 Jobs run in worker threads that never call Streamlit; at most ``max_concurrent`` train at once and
 the rest wait, queued, knowing their place. Everything a job produces goes to its run folder, so a
-page that polls the folder (or ``progress``) sees the same thing after a rerun, a reload or a
+page that polls the folder sees the same thing after a rerun, a reload or a
 server restart.
 """
 
@@ -13,25 +13,15 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from explorer.analysis.complexity import check_fits
-from explorer.data.datasets import SHAPES_DATASETS
-from explorer.device import resolve_device
-from explorer.models import resolve
 from explorer.train.config import RunConfig, validate
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
-from explorer.train.trainer import Control, TrainResult, train
-
-BUILT_IN_IMAGE_SETS = (*SHAPES_DATASETS, "cifar10")  # ten classes, at config.data.image_size
+from explorer.train.trainer import Control, TrainResult, check_config_fits, train
 
 
-def check_config_fits(config: RunConfig) -> None:
-    """Refuse a model and batch that cannot fit before anything is queued or allocated."""
-    if config.data.dataset not in BUILT_IN_IMAGE_SETS or resolve(config.model.name).family == "mlp":
-        return  # the trainer checks once the data, and so the input size, is known
-    options = {"input_size": config.data.image_size}
-    if config.model.shortcut:
-        options["shortcut"] = config.model.shortcut
-    check_fits(config.model.name, config.optim.batch_size, resolve_device(config.device), training=True, **options)
+def check_config(config: RunConfig) -> None:
+    """Refuse bad settings, and a model and batch that cannot fit, before anything is created."""
+    validate(config)
+    check_config_fits(config)
 
 
 @dataclass
@@ -42,6 +32,7 @@ class Job:
     thread: threading.Thread | None = None
     result: TrainResult | None = None
     started: bool = False
+    checked: bool = True  # validated and fit-checked at submission (a resumed run is checked by the trainer)
 
     @property
     def run_dir(self) -> str:
@@ -79,20 +70,22 @@ class JobManager:
 
         ``group`` names runs started together (a preset), so a page can show them together again.
         """
-        validate(config)
-        check_config_fits(config)
+        check_config(config)
+        return self._create(config, label, run_dir, group)
+
+    def submit_group(self, configs: list[RunConfig], group: str) -> list[Job]:
+        """Submit several runs as one comparison; all are checked before any is created."""
+        for config in configs:
+            check_config(config)
+        return [self._create(config, group=group) for config in configs]
+
+    def _create(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,
+                group: str | None = None) -> Job:
         label = label or f"{config.model.name}-{config.data.dataset.split(':')[0]}"
         run = Run.create(run_dir, config.to_json()) if run_dir else Run.new_in(self.runs_dir, config.to_json(), label)
         if group:
             run.set_status("queued", "waiting to start", group=group)
         return self._start(Job(run=run, config=config))
-
-    def submit_group(self, configs: list[RunConfig], group: str) -> list[Job]:
-        """Submit several runs as one comparison; all are checked before any is created."""
-        for config in configs:
-            validate(config)
-            check_config_fits(config)
-        return [self.submit(config, group=group) for config in configs]
 
     def resume(self, run_dir: str | Path) -> Job:
         """Continue a stopped or interrupted run from its last checkpoint (or a paused job)."""
@@ -110,7 +103,7 @@ class JobManager:
             raise ValueError(f"a {state} run cannot be resumed; only stopped, interrupted or failed ones")
         config = RunConfig.from_json(run.config())
         run.set_status("queued", "waiting to resume")
-        return self._start(Job(run=run, config=config))
+        return self._start(Job(run=run, config=config, checked=False))
 
     def _start(self, job: Job) -> Job:
         with self._lock:
@@ -129,7 +122,7 @@ class JobManager:
                 job.run.set_status("stopped", "stopped before it started")
                 job.result = TrainResult(job.run_dir, "stopped", "stopped before it started", 0, 0, None, None, None)
                 return
-            job.result = train(job.config, job.run, job.control)
+            job.result = train(job.config, job.run, job.control, checked=job.checked)
         finally:
             with self._lock:
                 if job.run_dir in self._order:

@@ -22,9 +22,13 @@ the same depth pull ahead, but a deeper ResNet beats a shallower one only after 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
+from explorer.measurements import latest
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
+
+MEASURED_ON_CPU = "presets-cpu"  # bench/presets.py's record: what each CPU preset showed, per seed
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Preset:
     gpu_models: tuple[str, ...]
     cpu: Schedule
     gpu: Schedule
-    shows: str  # what the CPU version shows
+    shows: str  # what the CPU version shows (in words; measured figures come from measured_on_cpu)
     cannot: str  # what it cannot, and what the GPU version adds
 
     def models(self, device_type: str) -> tuple[str, ...]:
@@ -69,6 +73,25 @@ class Preset:
         return (f"{where}: {models}, all at once; {schedule.steps:,} steps at batch {schedule.batch_size}, "
                 f"lr {schedule.lr:g} divided by 10 at {drops} of the steps, on {data} of "
                 f"{dataset or schedule.dataset} at {schedule.image_size}x{schedule.image_size} pixels.")
+
+    def measured_on_cpu(self) -> str | None:
+        """What bench/presets.py recorded for this preset on a CPU, in sentences; None if nothing is recorded."""
+        recorded = latest(MEASURED_ON_CPU)
+        summary = recorded.data.get("summary", {}).get(self.key) if recorded else None
+        if not summary:
+            return None
+        seeds = len(recorded.data.get("seeds", ()))
+        seconds = summary.get("seconds", [])
+        held = "; ".join(f"{claim}: on {count} of {seeds} seeds"
+                         for claim, count in summary.get("claims_held_on_seeds", {}).items())
+        errors = {}
+        for run in recorded.data.get("runs", {}).get(self.key, []):
+            for model, numbers in run.get("models", {}).items():
+                errors.setdefault(model, []).append(numbers["train_error"])
+        finals = ", ".join(f"{_short_name(model)} {min(values):.0%}-{max(values):.0%}" for model, values in errors.items())
+        return (f"Measured by bench/presets.py on {recorded.device}, {recorded.date}, {seeds} seeds, all nets at "
+                f"once in one process ({recorded.source}): {min(seconds):.0f}-{max(seconds):.0f} s. {held}. "
+                f"Final training error: {finals}.")
 
     def configs(self, device_type: str, dataset: str | None = None, seed: int = 0) -> list[RunConfig]:
         """One RunConfig per model, the same data, seed and schedule for all."""
@@ -89,6 +112,12 @@ class Preset:
                 device=device_type if device_type in ("cuda", "mps") else "cpu",
             ))
         return configs
+
+
+def _short_name(model: str) -> str:
+    """``cifar-resnet56`` -> ``ResNet-56``, as the paper names them."""
+    name = re.sub(r"(\D)(\d+)$", r"\1-\2", model.removeprefix("cifar-"))
+    return name.replace("preact-resnet", "pre-act ResNet").replace("resnet", "ResNet")
 
 
 PAPER_SCHEDULE = Schedule(steps=64_000, batch_size=128, train_size=None, test_size=None, log_every=100,
@@ -113,9 +142,7 @@ PRESETS: dict[str, Preset] = {
             gpu=PAPER_SCHEDULE,
             shows="plain-20's training error falls while plain-56's stays near chance (90%): the deeper plain net "
                   "trains worse, which is the degradation problem, and it is the training error, so it is not "
-                  "overfitting. Measured on 2 CPU cores, 3 seeds (bench/results/presets-cpu-*): plain-20 ended at "
-                  "46-68% training error, plain-56 at 85-90%, on every seed; both nets finished in 33-41 s (49 s "
-                  "in the app with this page open in Chromium on the same cores).",
+                  "overfitting.",
             cannot="300 steps are about 4 epochs of 5,000 small, clutter-free images: both nets are far from "
                    "converged and the curves are noisy from seed to seed. The paper's curves run 64k iterations on "
                    "CIFAR-10 (the GPU version of this preset).",
@@ -129,14 +156,11 @@ PRESETS: dict[str, Preset] = {
             cpu=cpu_schedule(probe_every=25),
             gpu=PAPER_SCHEDULE,
             shows="the first part of Fig. 6: plain-56 behind plain-20, and the ResNets starting to pull ahead of "
-                  "the plain nets of the same depth. Measured on 2 CPU cores, 3 seeds, 47-63 s for all four in a "
-                  "plain process and 91-113 s in the app with this page open (bench/results/presets-cpu-*): plain-56 "
-                  "behind plain-20 on 3 of 3 seeds; ResNet-56 ahead of plain-56 on 2 of 3 (median 76% against 90% "
-                  "training error) and ResNet-20 ahead of plain-20 on 2 of 3 (42% against 49%). So in a minute the "
-                  "residual advantage is a tendency, not yet a sure thing; try another seed.",
-            cannot="a deeper ResNet beating a shallower one: ResNet-56 stayed behind ResNet-20 on all 3 seeds; in "
-                   "the paper it is ahead only after the long schedule (the GPU version runs depths 20 to 110 for "
-                   "64k iterations). Depths 32, 44 and 110 run only there.",
+                  "the plain nets of the same depth. In a minute the residual advantage is a tendency, not yet a "
+                  "sure thing: the seed counts below say on how many seeds each claim held.",
+            cannot="a deeper ResNet beating a shallower one: in the paper ResNet-56 is ahead of ResNet-20 only "
+                   "after the long schedule (the GPU version runs depths 20 to 110 for 64k iterations). Depths "
+                   "32, 44 and 110 run only there.",
         ),
         Preset(
             key="fig7",
@@ -147,11 +171,10 @@ PRESETS: dict[str, Preset] = {
             gpu=PAPER_SCHEDULE,
             shows="the std of each 3x3 layer's response, recorded every 10 steps: open Layer responses to "
                   "compare the plain and residual nets while they train (the same four nets and schedule as the "
-                  "Fig. 6 preset: 50-63 s in a plain process, longer in the app).",
+                  "Fig. 6 preset).",
             cannot="the paper measures trained nets; after a minute these nets have barely learnt, so the gap the "
-                   "paper reports (smaller responses in ResNets) may not have formed yet. In one run here (seed 0, "
-                   "step 290) it had at depth 56 (mean std 0.59 for ResNet-56 against 2.26 for plain-56) but not "
-                   "at depth 20 (1.00 against 1.01). ResNet-110 runs only on a GPU.",
+                   "paper reports (smaller responses in ResNets) may not have formed yet: Layer responses shows "
+                   "whether it has in your runs. ResNet-110 runs only on a GPU.",
         ),
     )
 }

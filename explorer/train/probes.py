@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from explorer.models.blocks import Block
+from explorer.models.mode import evaluating
 
 
 def response_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -83,14 +84,9 @@ class ResponseProbe(_Hooks):
 
 def measure_responses(model: nn.Module, images: torch.Tensor) -> list[dict]:
     """Fig. 7 on ``images``: eval mode and no gradients, the caller's mode restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), ResponseProbe(model) as probe:
-            model(images)
-        return probe.read()
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), ResponseProbe(model) as probe:
+        model(images)
+    return probe.read()
 
 
 class GradientProbe(_Hooks):

@@ -18,14 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explorer.analysis.complexity import check_fits
 from explorer.data import DeviceLoader, ImageDataset, PointDataset, load_dataset
+from explorer.data.base import BUILT_IN_IMAGE_CLASSES, BUILT_IN_IMAGE_DATASETS
 from explorer.device import describe_device, environment, resolve_device, synchronize
 from explorer.models import build_model, resolve, seeded_weights
+from explorer.models.cost import check_fits
+from explorer.models.mode import evaluating
+from explorer.threads import cpu_thread_share
 from explorer.train.config import OptimConfig, RunConfig, validate
 from explorer.train.probes import GradientProbe, measure_responses, weight_grad_norms
 from explorer.train.store import Run
-from explorer.threads import cpu_thread_share
 
 EVAL_BATCH = 500
 
@@ -87,7 +89,11 @@ def lr_at(step: int, total_steps: int, optim: OptimConfig) -> float:
 
 
 def model_options(config: RunConfig, num_classes: int, image_size: int) -> dict:
-    """The build_model options of ``config`` for data with these classes and image size."""
+    """The build_model options of ``config`` for data with these classes and image size.
+
+    The one place they are derived: the job queue's fit check, the trainer and Grad-CAM's rebuild
+    of a trained run all ask here.
+    """
     options = {"num_classes": num_classes}
     family = resolve(config.model.name).family
     if family == "mlp":
@@ -97,6 +103,22 @@ def model_options(config: RunConfig, num_classes: int, image_size: int) -> dict:
     if config.model.shortcut is not None:
         options["shortcut"] = config.model.shortcut
     return options
+
+
+def fits_checkable_before_loading(config: RunConfig) -> bool:
+    """Whether the model's input size and class count are known before the data is loaded."""
+    return config.data.dataset in BUILT_IN_IMAGE_DATASETS and resolve(config.model.name).family != "mlp"
+
+
+def check_config_fits(config: RunConfig) -> None:
+    """Refuse a model and batch that cannot fit before anything is queued or allocated.
+
+    For a folder data set the class count is known only once it is read: the trainer checks then.
+    """
+    if fits_checkable_before_loading(config):
+        options = model_options(config, BUILT_IN_IMAGE_CLASSES, config.data.image_size)
+        check_fits(config.model.name, config.optim.batch_size, resolve_device(config.device), training=True,
+                   **options)
 
 
 def total_steps_for(config: RunConfig, train_images: int) -> tuple[int, int]:
@@ -109,211 +131,274 @@ def total_steps_for(config: RunConfig, train_images: int) -> tuple[int, int]:
 
 def evaluate(model: nn.Module, loader: DeviceLoader, autocast) -> tuple[float, float]:
     """(mean loss, error rate) over the whole loader, in eval mode; the caller's mode is restored."""
-    was_training = model.training
-    model.eval()
     loss_sum = torch.zeros((), device=loader.device)
     wrong = torch.zeros((), device=loader.device)
     count = 0
-    try:
-        with torch.no_grad():
-            for images, labels in loader:
-                with autocast():
-                    logits = model(images)
-                loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-                wrong += (logits.argmax(1) != labels).sum()
-                count += len(labels)
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        for images, labels in loader:
+            with autocast():
+                logits = model(images)
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            wrong += (logits.argmax(1) != labels).sum()
+            count += len(labels)
     loss, error = (torch.stack([loss_sum, wrong]) / max(count, 1)).tolist()
     return loss, error
 
 
-def train(config: RunConfig, run: Run, control: Control | None = None, progress=None,
-          dataset: ImageDataset | None = None) -> TrainResult:
+@dataclass
+class Training:
+    """The live objects of one run, built once by ``_prepare`` and used by the loop."""
+
+    config: RunConfig
+    run: Run
+    control: Control
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_loader: DeviceLoader
+    test_loader: DeviceLoader
+    probe_images: torch.Tensor  # the held-out batch the layer-response probe runs on
+    start_step: int  # 0, or the checkpoint's step when resuming
+    total_steps: int
+    steps_per_epoch: int
+
+    def autocast(self):
+        # bf16 on CUDA; the CPU and MPS train in fp32.
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+@dataclass
+class Progress:
+    """Where a run stands: what its result reports, whenever it ends."""
+
+    step: int = 0
+    total_steps: int = 0
+    images_per_sec: float | None = None
+    train_error: float | None = None
+    test_error: float | None = None
+
+
+def train(config: RunConfig, run: Run, control: Control | None = None, dataset: ImageDataset | None = None, *,
+          checked: bool = False) -> TrainResult:
     """Train ``config`` into ``run``; resumes from its checkpoint when it has one.
 
     Never raises for a failed run: the state (completed, stopped, diverged, failed) and its
-    message are in status.json and in the result. ``progress(status_dict)`` is called at every
-    logging step.
+    message are in status.json and in the result. ``dataset``: data handed in (a notebook, a
+    benchmark) instead of loading ``config.data``. ``checked``: the caller (the job queue) has
+    validated ``config`` and checked that it fits where that is known before loading.
     """
     control = control or Control()
-    state = {"step": 0, "total_steps": 0, "images_per_sec": None, "train_error": None, "test_error": None}
-    model = optimizer = None
+    progress = Progress()
+    training = None
     try:
+        training = _prepare(config, run, control, dataset, checked, progress)
+        # Several runs training at once on the CPU get one thread each (explorer/threads.py).
+        with cpu_thread_share() if training.device.type == "cpu" else contextlib.nullcontext():
+            return _loop(training, progress)
+    except torch.OutOfMemoryError:
+        training = None  # free this run's memory so that other runs go on
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return _finish(run, progress, "failed", "out of device memory: try a smaller batch or model (memory released)")
+    except ValueError as error:  # bad settings, data that cannot be had, a model that cannot fit
+        return _finish(run, progress, "failed", str(error))
+    except Exception as error:  # noqa: BLE001 - a run must end with a state, never with a dead thread
+        (run.path / "error.log").write_text(traceback.format_exc())
+        return _finish(run, progress, "failed", f"{type(error).__name__}: {error} (details in error.log)")
+    finally:
+        del training
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _prepare(config: RunConfig, run: Run, control: Control, dataset: ImageDataset | None, checked: bool,
+             progress: Progress) -> Training:
+    """Data, model, optimiser (from the checkpoint when resuming) and loaders, checked before allocation."""
+    if not checked:
         validate(config, check_dataset=dataset is None)
-        device = resolve_device(config.device)
-        run.set_status("running", "loading data", step=0)
-        if dataset is None:
-            dataset = load_dataset(config.data.dataset, seed=config.seed, train_size=config.data.train_size,
-                                   test_size=config.data.test_size, data_dir=config.data.data_dir,
-                                   image_size=config.data.image_size)
-        if isinstance(dataset, PointDataset):
-            raise ValueError(f"{dataset.name} is a 2-D data set; train MLPs on it in the playground")
-        options = model_options(config, dataset.num_classes, dataset.image_size)
-        run.save_data_info({"classes": list(dataset.classes), "image_size": dataset.image_size,
-                            "mean": list(dataset.mean), "std": list(dataset.std)})
-        total_steps, steps_per_epoch = total_steps_for(config, len(dataset.x_train))
-        state["total_steps"] = total_steps
+    device = resolve_device(config.device)
+    run.set_status("running", "loading data", step=0)
+    if dataset is None:
+        dataset = load_dataset(config.data.dataset, seed=config.seed, train_size=config.data.train_size,
+                               test_size=config.data.test_size, data_dir=config.data.data_dir,
+                               image_size=config.data.image_size)
+    if isinstance(dataset, PointDataset):
+        raise ValueError(f"{dataset.name} is a 2-D data set; train MLPs on it in the playground")
+    options = model_options(config, dataset.num_classes, dataset.image_size)
+    run.save_data_info({"classes": list(dataset.classes), "image_size": dataset.image_size,
+                        "mean": list(dataset.mean), "std": list(dataset.std)})
+    total_steps, steps_per_epoch = total_steps_for(config, len(dataset.x_train))
+    progress.total_steps = total_steps
+    if not (checked and fits_checkable_before_loading(config)):
         # Refused before anything is allocated, with the estimate in the message.
         check_fits(config.model.name, config.optim.batch_size, device, training=True, **options)
 
-        with seeded_weights(config.seed):
-            model = build_model(config.model.name, **options).to(device)
-        cuda = device.type == "cuda"
-        # channels_last speeds up convolutions on CUDA and, measured here, on the CPU too (about 30%
-        # for ResNet-20 training on 2 cores); MPS gains nothing from it.
-        channels_last = device.type in ("cuda", "cpu")
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
-                                    weight_decay=config.optim.weight_decay)
-        start_step = 0
-        checkpoint = run.load_checkpoint()
-        if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            start_step = int(checkpoint["step"])
-            run.truncate_after(start_step)
-        state["step"] = start_step
+    with seeded_weights(config.seed):
+        model = build_model(config.model.name, **options).to(device)
+    # channels_last speeds up convolutions on CUDA and, measured here, on the CPU too (about 30%
+    # for ResNet-20 training on 2 cores); MPS gains nothing from it.
+    channels_last = device.type in ("cuda", "cpu")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr, momentum=config.optim.momentum,
+                                weight_decay=config.optim.weight_decay)
+    start_step = 0
+    checkpoint = run.load_checkpoint()
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_step = int(checkpoint["step"])
+        run.truncate_after(start_step)
+    progress.step = start_step
 
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-
-        loader_options = dict(device=device, mean=dataset.mean, std=dataset.std, channels_last=channels_last)
-        train_loader = DeviceLoader(dataset.x_train, dataset.y_train, config.optim.batch_size,
-                                    augment=config.data.augment, shuffle=True, drop_last=True,
-                                    seed=config.seed * 1_000_003 + start_step, **loader_options)
-        test_loader = DeviceLoader(dataset.x_test, dataset.y_test, EVAL_BATCH, augment=False, shuffle=False,
-                                   **loader_options)
-        probe_count = min(config.probes.probe_batch, len(dataset.x_test))
-        probe_images, _ = test_loader.batch(torch.arange(probe_count))
-        run.set_status("running", f"training on {describe_device(device)}", step=start_step, total_steps=total_steps,
-                       environment=environment(device))
-        # Several runs training at once on the CPU get one thread each (explorer/threads.py).
-        with cpu_thread_share() if device.type == "cpu" else contextlib.nullcontext():
-            return _loop(config, run, control, progress, model, optimizer, train_loader, test_loader, probe_images,
-                         autocast, device, start_step, total_steps, steps_per_epoch, state)
-    except torch.OutOfMemoryError:
-        # Free this run's memory so that other runs go on.
-        model = optimizer = None
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return _finish(run, state, "failed", "out of device memory: try a smaller batch or model (memory released)")
-    except ValueError as error:  # bad settings, data that cannot be had, a model that cannot fit
-        return _finish(run, state, "failed", str(error))
-    except Exception as error:  # noqa: BLE001 - a run must end with a state, never with a dead thread
-        (run.path / "error.log").write_text(traceback.format_exc())
-        return _finish(run, state, "failed", f"{type(error).__name__}: {error} (details in error.log)")
-    finally:
-        del model, optimizer
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    loader_options = dict(device=device, mean=dataset.mean, std=dataset.std, channels_last=channels_last)
+    train_loader = DeviceLoader(dataset.x_train, dataset.y_train, config.optim.batch_size,
+                                augment=config.data.augment, shuffle=True, drop_last=True,
+                                seed=config.seed * 1_000_003 + start_step, **loader_options)
+    test_loader = DeviceLoader(dataset.x_test, dataset.y_test, EVAL_BATCH, augment=False, shuffle=False,
+                               **loader_options)
+    probe_images, _ = test_loader.batch(torch.arange(min(config.probes.probe_batch, len(dataset.x_test))))
+    run.set_status("running", f"training on {describe_device(device)}", step=start_step, total_steps=total_steps,
+                   environment=environment(device))
+    return Training(config, run, control, device, model, optimizer, train_loader, test_loader, probe_images,
+                    start_step, total_steps, steps_per_epoch)
 
 
-def _finish(run: Run, state: dict, final_state: str, message: str) -> TrainResult:
-    if run.path.exists():
-        run.set_status(final_state, message, step=state["step"], images_per_sec=state["images_per_sec"])
-    return TrainResult(str(run.path), final_state, message, state["step"], state["total_steps"],
-                       state["train_error"], state["test_error"], state["images_per_sec"])
+class _Tally:
+    """Loss and error summed on the device between two logging steps: read once, at the log."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.wrong = torch.zeros((), device=device)
+        self.first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
+        self.images = self.batches = 0
+
+    def add(self, step: int, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.wrong += (logits.argmax(1) != labels).sum()
+        self.first_bad_step = torch.where((self.first_bad_step < 0) & ~torch.isfinite(loss), step, self.first_bad_step)
+        self.images += len(labels)
+        self.batches += 1
+
+    def read(self) -> tuple[float, float, int | None]:
+        """(mean loss, error rate, first step whose loss was not finite or None), then start over."""
+        loss, error, bad = torch.stack([self.loss_sum / self.batches, self.wrong / self.images,
+                                        self.first_bad_step.float()]).tolist()  # the one GPU sync of a log
+        self.loss_sum.zero_()
+        self.wrong.zero_()
+        self.images = self.batches = 0
+        return loss, error, int(bad) if bad >= 0 else None
 
 
-def _save(run: Run, model: nn.Module, optimizer, step: int) -> None:
-    state_dict = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    run.save_model(state_dict)
-    run.save_checkpoint({"model": state_dict, "optimizer": optimizer.state_dict(), "step": step})
+class _Clock:
+    """Training time only: pauses, evaluation and checkpoints are left out."""
+
+    def __init__(self, device: torch.device):
+        synchronize(device)
+        self.seconds = 0.0
+        self._since = time.perf_counter()
+
+    def lap(self) -> float:
+        """Add the time since the last lap (or restart) to the training time."""
+        now = time.perf_counter()
+        self.seconds += now - self._since
+        self._since = now
+        return self.seconds
+
+    def restart(self) -> None:
+        """Leave out the time since the last lap (evaluation, a checkpoint, a pause)."""
+        self._since = time.perf_counter()
 
 
-def _loop(config, run, control, progress, model, optimizer, train_loader, test_loader, probe_images, autocast,
-          device, start_step, total_steps, steps_per_epoch, state) -> TrainResult:
-    probes = config.probes
-    batches = iter(train_loader)
-    loss_sum = torch.zeros((), device=device)
-    wrong = torch.zeros((), device=device)
-    first_bad_step = torch.full((), -1, device=device, dtype=torch.long)
-    seen = logged_batches = 0
-    training_seconds = 0.0
-    model.train()
-    synchronize(device)
-    clock = time.perf_counter()
-    for step in range(start_step, total_steps):
-        if control.paused:
-            training_seconds += time.perf_counter() - clock
-            run.set_status("paused", f"paused at step {step}", step=step)
-            control.wait_while_paused()
-            if not control.stop_requested:
-                run.set_status("running", f"resumed at step {step}", step=step)
-            clock = time.perf_counter()
-        if control.stop_requested:
-            _save(run, model, optimizer, step)
-            return _finish(run, state, "stopped", f"stopped at step {step} of {total_steps}; resumable")
-        try:
-            images, labels = next(batches)
-        except StopIteration:
-            batches = iter(train_loader)
-            images, labels = next(batches)
-        lr = lr_at(step, total_steps, config.optim)
-        for group in optimizer.param_groups:
+def _loop(t: Training, progress: Progress) -> TrainResult:
+    config, run, probes = t.config, t.run, t.config.probes
+    batches = _endless(t.train_loader)
+    tally, clock = _Tally(t.device), _Clock(t.device)
+    t.model.train()
+    for step in range(t.start_step, t.total_steps):
+        if t.control.paused:
+            clock.lap()
+            _wait_while_paused(t, step)
+            clock.restart()
+        if t.control.stop_requested:
+            _save(t, step)
+            return _finish(run, progress, "stopped", f"stopped at step {step} of {t.total_steps}; resumable")
+
+        images, labels = next(batches)
+        lr = lr_at(step, t.total_steps, config.optim)
+        for group in t.optimizer.param_groups:
             group["lr"] = lr
         probing = probes.probe_every and step % probes.probe_every == 0
-        with GradientProbe(model) if probing else contextlib.nullcontext() as gradient_probe:
-            with autocast():
-                logits = model(images)
+        with GradientProbe(t.model) if probing else contextlib.nullcontext() as gradient_probe:
+            with t.autocast():
+                logits = t.model(images)
             loss = F.cross_entropy(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
+            t.optimizer.zero_grad(set_to_none=True)
             loss.backward()
         if probing:
-            run.append_probe({"step": step, "kind": "grad_norm", "blocks": gradient_probe.read(),
-                              "layers": weight_grad_norms(model)})
-            with autocast():
-                run.append_probe({"step": step, "kind": "response_std", "layers": measure_responses(model, probe_images)})
-        optimizer.step()
-        detached = loss.detach()
-        loss_sum += detached
-        wrong += (logits.detach().argmax(1) != labels).sum()
-        first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(detached), step, first_bad_step)
-        seen += len(labels)
-        logged_batches += 1
+            _record_probes(t, step, gradient_probe)
+        t.optimizer.step()
+        tally.add(step, loss.detach(), logits.detach(), labels)
+
         done = step + 1
-        last = done == total_steps
+        last = done == t.total_steps
         if done % probes.log_every == 0 or last:
-            # The one synchronisation of a logging step.
-            loss_mean, error, bad = (torch.stack([loss_sum / logged_batches, wrong / seen,
-                                                  first_bad_step.float()])).tolist()
-            training_seconds += time.perf_counter() - clock
-            clock = time.perf_counter()
-            if bad >= 0:
-                _save_records_so_far(run, done, steps_per_epoch, loss_mean, error, lr, training_seconds)
-                return _finish(run, state, "diverged", f"the loss became NaN or infinite at step {int(bad)} "
+            loss_mean, error, bad_step = tally.read()
+            seconds = clock.lap()
+            record = {"step": done, "epoch": done / t.steps_per_epoch, "split": "train", "loss": loss_mean,
+                      "error": error, "lr": lr, "time": seconds}
+            if bad_step is not None:
+                run.append_metric(record)
+                return _finish(run, progress, "diverged", f"the loss became NaN or infinite at step {bad_step} "
                                f"(lr {lr:g}); try a lower learning rate")
-            rate = _images_per_sec(run, config, done - start_step, training_seconds)
-            state.update(step=done, images_per_sec=rate, train_error=error)
-            run.append_metric({"step": done, "epoch": done / steps_per_epoch, "split": "train", "loss": loss_mean,
-                               "error": error, "lr": lr, "time": training_seconds, "images_per_sec": rate})
-            remaining = (total_steps - done) * config.optim.batch_size / rate if rate else None
-            status = run.set_status("running", f"step {done} of {total_steps}", step=done, total_steps=total_steps,
-                                    images_per_sec=rate, seconds_left=remaining)
-            if progress:
-                progress(status)
-            loss_sum.zero_()
-            wrong.zero_()
-            seen = logged_batches = 0
+            rate = (done - t.start_step) * config.optim.batch_size / seconds if seconds > 0 else None
+            progress.step, progress.images_per_sec, progress.train_error = done, rate, error
+            run.append_metric({**record, "images_per_sec": rate})
+            run.set_status("running", f"step {done} of {t.total_steps}", step=done, total_steps=t.total_steps,
+                           images_per_sec=rate,
+                           seconds_left=(t.total_steps - done) * config.optim.batch_size / rate if rate else None)
         if done % probes.eval_every == 0 or last:
-            test_loss, test_error = evaluate(model, test_loader, autocast)
-            state["test_error"] = test_error
-            run.append_metric({"step": done, "epoch": done / steps_per_epoch, "split": "test", "loss": test_loss,
-                               "error": test_error, "lr": lr, "time": training_seconds})
-            clock = time.perf_counter()  # evaluation is not training time
+            test_loss, progress.test_error = evaluate(t.model, t.test_loader, t.autocast)
+            run.append_metric({"step": done, "epoch": done / t.steps_per_epoch, "split": "test", "loss": test_loss,
+                               "error": progress.test_error, "lr": lr, "time": clock.seconds})
+            clock.restart()  # evaluation is not training time
         if done % probes.checkpoint_every == 0 or last:
-            _save(run, model, optimizer, done)
-            clock = time.perf_counter()
-    state["step"] = total_steps
-    return _finish(run, state, "completed", f"completed {total_steps} steps")
+            _save(t, done)
+            clock.restart()
+    progress.step = t.total_steps
+    return _finish(run, progress, "completed", f"completed {t.total_steps} steps")
 
 
-def _images_per_sec(run, config, steps_done, seconds) -> float | None:
-    return steps_done * config.optim.batch_size / seconds if seconds > 0 else None
+def _endless(loader: DeviceLoader):
+    """The loader's batches, epoch after epoch (each epoch reshuffled)."""
+    while True:
+        yield from loader
 
 
-def _save_records_so_far(run, done, steps_per_epoch, loss, error, lr, seconds) -> None:
-    run.append_metric({"step": done, "epoch": done / steps_per_epoch, "split": "train", "loss": loss,
-                       "error": error, "lr": lr, "time": seconds})
+def _wait_while_paused(t: Training, step: int) -> None:
+    t.run.set_status("paused", f"paused at step {step}", step=step)
+    t.control.wait_while_paused()
+    if not t.control.stop_requested:
+        t.run.set_status("running", f"resumed at step {step}", step=step)
+
+
+def _record_probes(t: Training, step: int, gradient_probe: GradientProbe) -> None:
+    t.run.append_probe({"step": step, "kind": "grad_norm", "blocks": gradient_probe.read(),
+                        "layers": weight_grad_norms(t.model)})
+    with t.autocast():
+        t.run.append_probe({"step": step, "kind": "response_std", "layers": measure_responses(t.model, t.probe_images)})
+
+
+def _save(t: Training, step: int) -> None:
+    state_dict = {key: value.detach().cpu().contiguous() for key, value in t.model.state_dict().items()}
+    t.run.save_model(state_dict)
+    t.run.save_checkpoint({"model": state_dict, "optimizer": t.optimizer.state_dict(), "step": step})
+
+
+def _finish(run: Run, progress: Progress, final_state: str, message: str) -> TrainResult:
+    if run.path.exists():
+        run.set_status(final_state, message, step=progress.step, images_per_sec=progress.images_per_sec)
+    return TrainResult(str(run.path), final_state, message, progress.step, progress.total_steps,
+                       progress.train_error, progress.test_error, progress.images_per_sec)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from explorer.analysis.gradcam import Classifier, GradCam, overlay
-from explorer.analysis.images import SAMPLE_PHOTOS, SUPPORTED_FORMATS, ImageError, load_image_with_notes, sample_photo
+from explorer.analysis.gradcam import (
+    Classifier,
+    GradCam,
+    overlay,
+    pretrained_classifier,
+    run_classifier,
+    state_dict_classifier,
+)
 from explorer.analysis.runs import run_label
+from explorer.data.images import SAMPLE_PHOTOS, SUPPORTED_FORMATS, ImageError, load_image_with_notes, sample_photo
 from explorer.models.weights import PRETRAINED_DEPTHS, cached_weights_path
 from explorer.ui.jobs import all_runs
 
@@ -44,8 +52,6 @@ def _cached(kind: str, key: str, _load) -> tuple[Classifier, threading.Lock]:
 
 
 def pretrained(name: str, weights: bytes | None = None) -> tuple[Classifier, threading.Lock]:
-    from explorer.analysis.gradcam import pretrained_classifier
-
     if weights is not None:
         return _cached("upload", f"{name}:{hashlib.sha256(weights).hexdigest()}",
                        lambda: pretrained_classifier(name, weights))
@@ -62,17 +68,11 @@ def pretrained(name: str, weights: bytes | None = None) -> tuple[Classifier, thr
 
 
 def uploaded_state_dict(name: str, weights: bytes) -> tuple[Classifier, threading.Lock]:
-    from explorer.analysis.gradcam import state_dict_classifier
-
     return _cached("state_dict", f"{name}:{hashlib.sha256(weights).hexdigest()}",
                    lambda: state_dict_classifier(name, weights))
 
 
 def trained_run(run_dir: str) -> tuple[Classifier, threading.Lock]:
-    from pathlib import Path
-
-    from explorer.analysis.gradcam import run_classifier
-
     saved = Path(run_dir) / "model.pt"
     version = str(saved.stat().st_mtime_ns) if saved.exists() else "none"
     return _cached("run", f"{run_dir}:{version}", lambda: run_classifier(run_dir))

@@ -1,4 +1,4 @@
-"""The playground's widgets, its URL and its live panel (explorer/train/playground.py does the work).
+"""The playground's widgets, its URL and its live panel (explorer/playground/ does the work).
 
 Training happens inside the live fragment, a slice of ``TRAIN_SLICE_SECONDS`` per redraw, and only
 while the student has pressed Run: closing the tab stops it, as in the TensorFlow Playground. These
@@ -11,16 +11,13 @@ import time
 
 import streamlit as st
 
-from explorer.data.toy2d import POINT_DATASETS
-from explorer.models.mlp import ACTIVATIONS, INITS
-from explorer.playground_figures import boundary_image, gradient_norms_figure, loss_curves_figure
-from explorer.train.playground import (
-    FIELDS,
-    NETS,
-    NORMS,
-    OPTIMISERS,
+from explorer.fields import specs
+from explorer.playground import (
     Playground,
     PlaygroundSettings,
+    boundary_image,
+    gradient_norms_figure,
+    loss_curves_figure,
     settings_from_query,
     settings_to_query,
     summarise,
@@ -42,8 +39,25 @@ LABELS = {
 }
 
 
+# The widgets take their ranges, choices and help from the settings' fields, as the URL and the CLI do.
+SPECS = specs(PlaygroundSettings)
+
+
 def _key(name: str) -> str:
     return f"pg_{name}"
+
+
+def _help(name: str) -> str:
+    return SPECS[name].help
+
+
+def _choices(name: str) -> list:
+    return list(SPECS[name].limits.choices)
+
+
+def _range(name: str) -> tuple:
+    """The lowest and the highest value a setting allows, as the widget's bounds."""
+    return SPECS[name].limits.low, SPECS[name].limits.high
 
 
 def _with(choices: tuple, value) -> list:
@@ -59,36 +73,38 @@ def playground_settings() -> PlaygroundSettings:
         state["pg_settings"], state["pg_url_problems"] = settings_from_query(st.query_params.to_dict())
         state["pg_url_settings"] = state["pg_settings"]
     saved = state["pg_settings"]
-    for name in FIELDS:  # widgets forget their values when the page is left; restore them
+    for name in SPECS:  # widgets forget their values when the page is left; restore them
         if _key(name) not in state:
             state[_key(name)] = getattr(saved, name)
-    help_of = {name: FIELDS[name].metadata["help"] for name in FIELDS}
 
     with st.sidebar:
         st.subheader("Data")
-        st.selectbox("Data set", POINT_DATASETS, key=_key("dataset"), help=help_of["dataset"])
-        st.slider("Noise", 0.0, 0.5, step=0.01, key=_key("noise"), help=help_of["noise"])
+        st.selectbox("Data set", _choices("dataset"), key=_key("dataset"), help=_help("dataset"))
+        st.slider("Noise", *_range("noise"), step=0.01, key=_key("noise"), help=_help("noise"))
         columns = st.columns(2)
-        columns[0].number_input("Points", 20, 5000, step=50, key=_key("points"), help=help_of["points"])
-        columns[1].slider("Training %", 10, 90, step=5, key=_key("train_percent"), help=help_of["train_percent"])
+        columns[0].number_input("Points", *_range("points"), step=50, key=_key("points"), help=_help("points"))
+        columns[1].slider("Training %", *_range("train_percent"), step=5, key=_key("train_percent"),
+                          help=_help("train_percent"))
         st.subheader("Network")
-        st.radio("Nets", list(NETS), format_func=LABELS["nets"].get, key=_key("nets"))
-        st.slider("Depth (hidden layers)", 1, 300, key=_key("depth"), help=help_of["depth"])
+        st.radio("Nets", _choices("nets"), format_func=LABELS["nets"].get, key=_key("nets"))
+        st.slider("Depth (hidden layers)", *_range("depth"), key=_key("depth"), help=_help("depth"))
         st.select_slider("Width", _with(WIDTH_CHOICES, state[_key("width")]), key=_key("width"),
-                         help=help_of["width"])
+                         help=_help("width"))
         columns = st.columns(2)
-        columns[0].selectbox("Activation g", list(ACTIVATIONS), key=_key("activation"))
-        columns[1].radio("Normalisation", NORMS, format_func=LABELS["norm"].get, key=_key("norm"),
-                         help=help_of["norm"])
-        st.selectbox("Initial weights", INITS, format_func=LABELS["init"].get, key=_key("init"), help=help_of["init"])
+        columns[0].selectbox("Activation g", _choices("activation"), key=_key("activation"))
+        columns[1].radio("Normalisation", _choices("norm"), format_func=LABELS["norm"].get, key=_key("norm"),
+                         help=_help("norm"))
+        st.selectbox("Initial weights", _choices("init"), format_func=LABELS["init"].get, key=_key("init"),
+                     help=_help("init"))
         st.subheader("Training")
-        st.radio("Optimiser", OPTIMISERS, format_func=LABELS["optimiser"].get, key=_key("optimiser"), horizontal=True)
+        st.radio("Optimiser", _choices("optimiser"), format_func=LABELS["optimiser"].get, key=_key("optimiser"),
+                 horizontal=True)
         st.select_slider("Learning rate", _with(LR_CHOICES, state[_key("lr")]), format_func=lambda lr: f"{lr:g}",
                          key=_key("lr"))
         st.select_slider("Batch size", _with(BATCH_CHOICES, state[_key("batch_size")]), key=_key("batch_size"))
-        st.number_input("Seed", 0, 2**31 - 1, key=_key("seed"), help=help_of["seed"])
+        st.number_input("Seed", *_range("seed"), key=_key("seed"), help=_help("seed"))
 
-    settings = PlaygroundSettings(**{name: state[_key(name)] for name in FIELDS})
+    settings = PlaygroundSettings(**{name: state[_key(name)] for name in SPECS})
     state["pg_settings"] = settings
     query = settings_to_query(settings)
     if st.query_params.to_dict() != query:

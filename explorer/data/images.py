@@ -1,7 +1,8 @@
-"""Images for Grad-CAM: an upload, a path or a sample photo, decoded to an RGB uint8 array.
+"""Every image file the project reads, decoded to an RGB uint8 array in one way.
 
-``load_image`` accepts what people actually upload and refuses the rest with one clear line
-(``ImageError``), never a traceback.
+Grad-CAM's upload, path or sample photo and every file of a ``folder:`` data set go through
+``load_image``, so a photo gives the same pixels in both. It accepts what people actually upload
+and refuses the rest with one clear line (``ImageError``), never a traceback.
 
 - Formats: PNG (and APNG), JPEG, WebP, BMP, GIF, TIFF; anything else Pillow can read works too.
   Animated or multi-page files give their first frame, and say so in a note.
@@ -36,7 +37,8 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 # Our decompression-bomb limit: 40 megapixels holds any phone or camera photo (a 7000x5700 frame)
 # and decodes to at most 120 MB of RGB; Pillow's own limit (89 megapixels) is looser.
 MAX_PIXELS = 40_000_000
-# Smaller images carry no picture to explain; a 1x1 image is refused.
+# Smaller images carry no picture to explain, so Grad-CAM refuses them (a 1x1 image, say); a data
+# set's small images (8x8 icons, 32x32 CIFAR-10 files) are fine, and its loader passes min_side=1.
 MIN_SIDE = 16
 # For the upload widget's list of types; the content, not the name, decides how a file is read.
 SUPPORTED_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
@@ -64,17 +66,19 @@ class ImageError(ValueError):
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
-def load_image(source: Source, name: str | None = None) -> np.ndarray:
+def load_image(source: Source, name: str | None = None, *, min_side: int = MIN_SIDE) -> np.ndarray:
     """Decode to an RGB uint8 array (H, W, 3); see the module docstring for what is accepted.
 
     ``source`` is a path, the file's bytes, or a binary file object (read from its start, as
     ``Image.open`` does). ``name`` labels error messages; it defaults to the path or the file
-    object's ``name``. Transparent areas are composited onto white. Raises ``ImageError``.
+    object's ``name``. Transparent areas are composited onto white. An image with a side shorter
+    than ``min_side`` pixels is refused. Raises ``ImageError``.
     """
-    return load_image_with_notes(source, name)[0]
+    return load_image_with_notes(source, name, min_side=min_side)[0]
 
 
-def load_image_with_notes(source: Source, name: str | None = None) -> tuple[np.ndarray, list[str]]:
+def load_image_with_notes(source: Source, name: str | None = None, *,
+                          min_side: int = MIN_SIDE) -> tuple[np.ndarray, list[str]]:
     """``load_image``, and notes on what was done to the image to make it RGB, for the user.
 
     For example "animated GIF: 12 frames, using the first", "transparency composited onto white",
@@ -85,7 +89,7 @@ def load_image_with_notes(source: Source, name: str | None = None) -> tuple[np.n
     try:
         stream = _open(source)
         try:
-            return _decode(stream)
+            return _decode(stream, min_side)
         finally:
             stream.close()
     except ImageError as error:
@@ -154,14 +158,14 @@ def _open(source: Source) -> BinaryIO:
     return io.BytesIO(data)
 
 
-def _decode(stream: BinaryIO) -> tuple[np.ndarray, list[str]]:
+def _decode(stream: BinaryIO, min_side: int) -> tuple[np.ndarray, list[str]]:
     try:
         # Local, and only for this call: Pillow warns between its limit and twice it; we refuse
         # all of that range anyway (MAX_PIXELS is lower), so the warning becomes the same refusal.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as image:
-                return _to_array(image)
+                return _to_array(image, min_side)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -174,14 +178,14 @@ def _decode(stream: BinaryIO) -> tuple[np.ndarray, list[str]]:
         raise ImageError(f"the image data is truncated or corrupt ({_one_line(error)})") from None
 
 
-def _to_array(image: Image.Image) -> tuple[np.ndarray, list[str]]:
+def _to_array(image: Image.Image, min_side: int) -> tuple[np.ndarray, list[str]]:
     """The first frame of an opened image as RGB uint8, with notes; the size is checked first."""
     notes: list[str] = []
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageError(_too_large((width, height)))
-    if min(width, height) < MIN_SIDE:
-        raise ImageError(f"the image is {width}x{height} pixels; the minimum is {MIN_SIDE}x{MIN_SIDE}")
+    if min(width, height) < min_side:
+        raise ImageError(f"the image is {width}x{height} pixels; the minimum is {min_side}x{min_side}")
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         image.seek(0)

@@ -1,8 +1,9 @@
-"""Plotly figures of the residual playground (explorer/train/playground.py).
+"""Plotly figures of the residual playground (engine.py computes what they show).
 
-Kept apart from figures.py because these are redrawn several times a second: the decision boundary
-is an image, the curves are plain dicts (no per-trace validation by plotly.graph_objects) and every
-number is rounded before it is sent to the browser.
+Kept apart from explorer/figures.py (whose general helpers, such as ``log_ticks``, they use)
+because these are redrawn several times a second: the decision boundary is an image, the curves
+are plain dicts (no per-trace validation by plotly.graph_objects) and every number is rounded
+before it is sent to the browser.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from typing import Mapping
 
 import numpy as np
+
+from explorer.figures import log_ticks
 
 # The TensorFlow Playground's colours: orange for class 0, blue for class 1.
 CLASS_COLOURS = ("#f59322", "#0877bd")
@@ -21,20 +24,6 @@ NET_TITLES = {"plain": "Plain", "residual": "Residual"}
 def _round(values, digits: int = 4) -> list:
     """Floats for JSON, to ``digits`` significant digits; NaN and infinities become None (a gap)."""
     return [float(f"{v:.{digits}g}") if math.isfinite(v) else None for v in np.asarray(values, dtype=float).ravel()]
-
-
-def log_ticks(values) -> list[float] | None:
-    """Tick values for a log axis over ``values``: 1, 2, 5 per decade over a narrow range, whole decades
-    over a wide one (at most about 8 labels), instead of plotly's crowded minor labels."""
-    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
-    if not positive:
-        return None
-    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
-    span = max(high - low, 1)
-    if span <= 2:
-        return [float(f"{mantissa * 10.0**power:.1g}") for power in range(low, high + 1) for mantissa in (1, 2, 5)]
-    step = math.ceil(span / 8)
-    return sorted(10.0**power for power in range(high, low - 1, -step))
 
 
 def _hex(colour: str) -> np.ndarray:

@@ -1,19 +1,11 @@
-"""The residual playground: plain against residual deep MLPs on 2-D points, a few steps at a time.
+"""The playground's engine: plain against residual deep MLPs on 2-D points, a few steps at a time.
 
 Like the TensorFlow Playground, with the one thing it lacks: residual connections. A
 ``Playground`` owns one or two ``DeepMLP`` nets (``explorer/models/mlp.py``) built from the same
 seed, so the plain and the residual net start from identical weights and see identical batches;
 they differ only in the shortcut. The app calls ``run_for`` a slice of a second at a time and
-redraws; the CLI calls ``step`` once with all its steps. Both read the same ``PlaygroundSettings``,
-whose fields carry their own limits, so the page's widgets, the URL's query parameters and the
-CLI's flags accept exactly the same values.
-
-The optimiser is Adam by default: one learning rate that works for the first layer and the last
-of a 50-layer net, although their gradients differ by orders of magnitude. Measured on the spiral
-at depth 50 (seed 0, 1000 steps, while choosing the defaults): SGD with momentum at lr 0.03 made the
-residual net diverge and left the plain net at chance; with Adam at lr 0.001 the residual net fits
-the spiral in a few hundred steps while the plain net stays at chance (bench/results/playground-*,
-three seeds). SGD stays available as a setting.
+redraws; the CLI calls ``train_once``, which steps once with all its steps. Both read the same
+``PlaygroundSettings`` (settings.py).
 """
 
 from __future__ import annotations
@@ -21,153 +13,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explorer.data.toy2d import POINT_DATASETS, make_points
-from explorer.models.mlp import ACTIVATIONS, INITS, DeepMLP
+from explorer.data.toy2d import make_points
+from explorer.models.mlp import DeepMLP
+from explorer.models.mode import evaluating
 from explorer.models.registry import seeded_weights
+from explorer.playground.settings import LIVE_FIELDS, PlaygroundSettings
 from explorer.threads import cpu_thread_share
 
-NETS = {"both": ("plain", "residual"), "plain": ("plain",), "residual": ("residual",)}
-NORMS = ("none", "batchnorm")
-OPTIMISERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9
 GRID_RESOLUTION = 50  # the decision boundary is drawn from a 50 x 50 grid of predictions
 HISTORY_LIMIT = 1000  # points per curve kept; older ones are thinned by half when it is reached
 CHUNK_SECONDS = 0.02  # run_for trains in chunks this long, so it stops close to its budget
-
-
-def _spec(help: str, *, choices: tuple | None = None, low=None, high=None) -> dict:
-    return {"help": help, "choices": choices, "low": low, "high": high}
-
-
-@dataclass(frozen=True)
-class PlaygroundSettings:
-    """Everything that defines a playground; the page, the URL and the CLI share these limits."""
-
-    dataset: str = field(default="spiral", metadata=_spec("2-D data set", choices=POINT_DATASETS))
-    noise: float = field(default=0.05, metadata=_spec("std of the Gaussian noise on both coordinates "
-                                                       "(the points lie in about [-1, 1]^2)", low=0.0, high=0.5))
-    points: int = field(default=500, metadata=_spec("points in all, split into training and test", low=20,
-                                                    high=5000))
-    train_percent: int = field(default=50, metadata=_spec("percentage of the points used for training; the rest "
-                                                          "are the test set", low=10, high=90))
-    depth: int = field(default=50, metadata=_spec("hidden layers", low=1, high=300))
-    width: int = field(default=16, metadata=_spec("units per hidden layer", low=1, high=256))
-    activation: str = field(default="relu", metadata=_spec("activation g", choices=tuple(ACTIVATIONS)))
-    norm: str = field(default="none", metadata=_spec("normalisation after each hidden layer's linear map",
-                                                     choices=NORMS))
-    init: str = field(default="pytorch", metadata=_spec("initial weights: pytorch (nn.Linear's default) or he "
-                                                        "(N(0, 2/fan_in), zero biases)", choices=INITS))
-    nets: str = field(default="both", metadata=_spec("which nets: plain, residual or both side by side",
-                                                     choices=tuple(NETS)))
-    optimiser: str = field(default="adam", metadata=_spec("adam, or sgd with momentum 0.9", choices=OPTIMISERS))
-    lr: float = field(default=0.001, metadata=_spec("learning rate", low=1e-6, high=1.0))
-    batch_size: int = field(default=32, metadata=_spec("points per training step", low=1, high=1024))
-    seed: int = field(default=0, metadata=_spec("random seed: data, initial weights and batch order",
-                                                low=0, high=2**31 - 1))
-
-    @property
-    def train_size(self) -> int:
-        return max(1, round(self.points * self.train_percent / 100))
-
-    @property
-    def test_size(self) -> int:
-        return max(1, self.points - self.train_size)
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return NETS[self.nets]
-
-    def validate(self) -> "PlaygroundSettings":
-        for item in dataclasses.fields(self):
-            check_setting(item.name, getattr(self, item.name))
-        if self.norm == "batchnorm" and self.batch_size < 2:
-            raise ValueError("BatchNorm needs a batch of at least 2 points (batch_size=1 given)")
-        return self
-
-    def replace(self, **changes) -> "PlaygroundSettings":
-        return dataclasses.replace(self, **changes)
-
-
-FIELDS = {item.name: item for item in dataclasses.fields(PlaygroundSettings)}
-DEFAULTS = PlaygroundSettings()
-# Settings a running playground takes on at once; any other change builds new nets (a reset).
-LIVE_FIELDS = ("lr", "batch_size")
-
-
-def describe_limits(name: str) -> str:
-    """What a setting accepts, in words: "a whole number from 1 to 300", "one of spiral, circles"."""
-    meta, kind = FIELDS[name].metadata, type(FIELDS[name].default)
-    if meta["choices"]:
-        return f"one of {', '.join(meta['choices'])}"
-    noun = "a whole number" if kind is int else "a number"
-    return f"{noun} from {meta['low']:g} to {meta['high']:g}"
-
-
-def check_setting(name: str, value) -> None:
-    """Raise a ValueError that names the setting and what it accepts."""
-    if name not in FIELDS:
-        raise ValueError(f"unknown playground setting {name!r}; valid: {', '.join(FIELDS)}")
-    meta, kind = FIELDS[name].metadata, type(FIELDS[name].default)
-    if meta["choices"]:
-        ok = value in meta["choices"]
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool) and meta["low"] <= value <= meta["high"]
-    else:
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-              and meta["low"] <= value <= meta["high"])
-    if not ok:
-        raise ValueError(f"{name} must be {describe_limits(name)}, got {value!r}")
-
-
-def parse_setting(name: str, text: str):
-    """A setting from text (a query parameter or a CLI flag), checked against its limits."""
-    if name not in FIELDS:
-        raise ValueError(f"unknown playground setting {name!r}; valid: {', '.join(FIELDS)}")
-    kind = type(FIELDS[name].default)
-    cleaned = str(text).strip()
-    try:
-        value = int(cleaned) if kind is int else float(cleaned) if kind is float else cleaned.lower()
-    except ValueError:
-        raise ValueError(f"{name} must be {describe_limits(name)}, got {text!r}") from None
-    check_setting(name, value)
-    return value
-
-
-def settings_from_query(params: Mapping[str, str | list[str]]) -> tuple[PlaygroundSettings, list[str]]:
-    """Settings from a URL's query parameters, and one message per parameter that was not valid.
-
-    A bad or missing value falls back to its default; parameters that are not settings are ignored.
-    """
-    values, problems = {}, []
-    for name in FIELDS:
-        if name not in params:
-            continue
-        raw = params[name]
-        text = raw[-1] if isinstance(raw, (list, tuple)) and raw else raw
-        try:
-            values[name] = parse_setting(name, text)
-        except ValueError as error:
-            problems.append(f"URL parameter {name}: {error}; using the default, {getattr(DEFAULTS, name)}.")
-    settings = DEFAULTS.replace(**values)
-    try:
-        settings.validate()
-    except ValueError as error:
-        problems.append(f"URL parameters: {error}; using the default batch size and normalisation.")
-        settings = settings.replace(norm=DEFAULTS.norm, batch_size=DEFAULTS.batch_size)
-    return settings, problems
-
-
-def settings_to_query(settings: PlaygroundSettings) -> dict[str, str]:
-    """Every setting as text, so that a link restores this exact setup even if the defaults change."""
-    return {name: f"{value:g}" if isinstance(value, float) else str(value)
-            for name, value in dataclasses.asdict(settings).items()}
+MAX_CLI_STEPS = 10_000_000  # the most steps train_once (the CLI's --steps) takes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,12 +110,8 @@ class PlaygroundNet:
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        was_training = self.model.training
-        self.model.eval()  # BatchNorm uses its running statistics, as at test time
-        try:
+        with evaluating(self.model):  # BatchNorm uses its running statistics, as at test time
             return self.model(x)
-        finally:
-            self.model.train(was_training)
 
     def evaluate(self, data: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Evaluation:
         numbers = {}
@@ -382,34 +242,10 @@ class Playground:
         return views
 
 
-# ---------------------------------------------------------------------------------------------
-# The CLI's flags, generated from the settings' fields; the values go through parse_setting, as the
-# URL's do, so a bad value fails with the same one-line reason.
-
-
-def add_playground_flags(parser) -> None:
-    """``--dataset``, ``--depth``, ... one flag per setting, and ``--plain`` / ``--residual`` for ``nets``."""
-    for name, item in FIELDS.items():
-        if name == "nets":
-            continue
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper(),
-                            help=f"{item.metadata['help']}: {describe_limits(name)} (default: {item.default})")
-    parser.add_argument("--plain", action="store_true", help="train the plain net (no shortcuts)")
-    parser.add_argument("--residual", action="store_true", help="train the residual net (a shortcut per layer)")
-
-
-def settings_from_args(args) -> PlaygroundSettings:
-    if args.plain == args.residual:
-        raise ValueError("give exactly one of --plain or --residual")
-    values = {name: parse_setting(name, getattr(args, name)) for name in FIELDS
-              if name != "nets" and getattr(args, name, None) is not None}
-    return DEFAULTS.replace(**values, nets="plain" if args.plain else "residual").validate()
-
-
 def train_once(settings: PlaygroundSettings, steps: int) -> dict:
     """What the CLI prints: train ``steps`` steps, then the final numbers of each net."""
-    if not 1 <= steps <= 10_000_000:
-        raise ValueError(f"--steps must be from 1 to 10,000,000, got {steps}")
+    if not 1 <= steps <= MAX_CLI_STEPS:
+        raise ValueError(f"--steps must be from 1 to {MAX_CLI_STEPS:,}, got {steps}")
     playground = Playground(settings)
     playground.step(steps)
     evaluations = playground.record()

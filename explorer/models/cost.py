@@ -1,0 +1,181 @@
+"""What a model costs before it is built for real: parameters, multiply-adds, activation memory,
+and whether a training batch fits on a device.
+
+Measured on the ``meta`` device: shapes flow, nothing is allocated, so even ResNet-1202 or VGG-19
+costs no memory to inspect. Multiply-adds come from ``torch.utils.flop_counter`` (convolutions and
+matrix products; it reports FLOPs = 2 x MACs). This module sits with the models, below training:
+the trainer and the job queue refuse a model that cannot fit before anything is allocated, and
+explorer/analysis/complexity.py adds timing and the paper's tables on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from explorer.device import available_memory_bytes, resolve_device
+from explorer.models.mode import in_mode
+from explorer.models.registry import build_model, check_options, resolve
+
+MAX_BATCH_SIZE = 65_536
+# Traced with two images: training-mode BatchNorm needs more than one value per channel, and a
+# deep net's last maps are 1x1 at small input sizes.
+TRACE_BATCH = 2
+BYTES_PER_FLOAT = 4
+# SGD with momentum keeps a weight, a gradient and a momentum buffer per parameter.
+TRAINING_COPIES_PER_PARAMETER = 3
+# Refuse what would take more than this share of the free memory: the rest is for everything else.
+MEMORY_HEADROOM = 0.8
+
+
+class ModelTooLarge(ValueError):
+    """The model at this batch size would not fit; the message carries the estimate."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    model: str
+    batch_size: int
+    training: bool
+    parameter_bytes: int  # weights (and, when training, gradients and momentum), fp32
+    activation_bytes: int  # for the whole batch
+
+    @property
+    def total_bytes(self) -> int:
+        return self.parameter_bytes + self.activation_bytes
+
+    def describe(self) -> str:
+        purpose = "training" if self.training else "a forward pass"
+        return (
+            f"{self.model} at batch {self.batch_size:,} needs about {format_bytes(self.total_bytes)} for {purpose} "
+            f"({format_bytes(self.parameter_bytes)} of parameters"
+            f"{', gradients and momentum' if self.training else ''}, "
+            f"{format_bytes(self.activation_bytes)} of activations)"
+        )
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def meta_model(name: str, **options) -> nn.Module:
+    """The model with shapes but no storage: free to build at any size."""
+    with torch.device("meta"):
+        return build_model(name, **options)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+@dataclass(frozen=True)
+class ForwardProfile:
+    """What one forward pass of one input costs."""
+
+    input_shape: tuple[int, ...]
+    params: int
+    macs: int  # FlopCounterMode counts 2 FLOPs per multiply-add
+    activation_bytes: int  # saved by autograd for backward, once per storage, parameters excluded
+    inference_peak_bytes: int  # largest input plus output of one layer
+
+
+def profile_forward(model: nn.Module, input_shape: tuple[int, ...]) -> ForwardProfile:
+    """Parameters, MACs and memory of ``model`` on one input, in a single training-mode pass.
+
+    Parameters and their views (a transposed weight, say) are left out of the saved bytes: they
+    exist anyway. The caller's ``model.training`` is restored.
+    """
+    device = next(model.parameters()).device
+    parameter_storages = {parameter.untyped_storage()._cdata for parameter in model.parameters()}
+    saved: dict[int, int] = {}
+    peak = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage._cdata not in parameter_storages:
+            saved[storage._cdata] = storage.nbytes()
+        return tensor
+
+    def record_layer(module, inputs, output):
+        nonlocal peak
+        in_bytes = sum(t.nbytes for t in inputs if isinstance(t, torch.Tensor))
+        peak = max(peak, (in_bytes + output.nbytes) // TRACE_BATCH)
+
+    leaves = [module for module in model.modules() if not list(module.children())]
+    handles = [leaf.register_forward_hook(record_layer) for leaf in leaves]
+    counter = FlopCounterMode(display=False)
+    try:
+        with in_mode(model, training=True), counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(torch.empty(TRACE_BATCH, *input_shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    # Saved tensors grow with the batch, except BatchNorm's per-channel statistics, saved once per
+    # batch: per image they come out halved, a few kilobytes low for a whole network.
+    return ForwardProfile(
+        input_shape=tuple(input_shape),
+        params=count_parameters(model),
+        macs=counter.get_total_flops() // 2 // TRACE_BATCH,
+        activation_bytes=sum(saved.values()) // TRACE_BATCH,
+        inference_peak_bytes=peak,
+    )
+
+
+@lru_cache(maxsize=256)
+def _profile_named(name: str, options: tuple) -> ForwardProfile:
+    # Deep nets take seconds to trace on meta (BatchNorm runs as Python decompositions there), and
+    # the app, the CLI and the memory checks ask for the same few models again and again.
+    model = meta_model(name, **dict(options))
+    return profile_forward(model, tuple(model.input_shape))
+
+
+def profile_named(name: str, **options) -> ForwardProfile:
+    # Keyed on every option, defaults filled in: {"input_size": 16} and {"num_classes": 10,
+    # "input_size": 16} are the same model, and the job queue and the trainer ask in those two ways.
+    spec = resolve(name)
+    return _profile_named(spec.name, tuple(sorted(check_options(spec, options).items())))
+
+
+def check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch size must be a whole number from 1 to {MAX_BATCH_SIZE:,}, got {batch_size!r}")
+    return batch_size
+
+
+def estimate_memory(name: str, batch_size: int, training: bool = True, **options) -> MemoryEstimate:
+    check_batch_size(batch_size)
+    profile = profile_named(name, **options)
+    copies = TRAINING_COPIES_PER_PARAMETER if training else 1
+    per_image = profile.activation_bytes if training else profile.inference_peak_bytes
+    return MemoryEstimate(
+        model=resolve(name).name,
+        batch_size=batch_size,
+        training=training,
+        parameter_bytes=profile.params * BYTES_PER_FLOAT * copies,
+        activation_bytes=per_image * batch_size,
+    )
+
+
+def check_fits(
+    name: str, batch_size: int, device: torch.device | str = "auto", training: bool = True, **options
+) -> MemoryEstimate:
+    """Refuse, before anything is allocated, a model and batch that would not fit on the device."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    estimate = estimate_memory(name, batch_size, training, **options)
+    available = available_memory_bytes(device)
+    if estimate.total_bytes > MEMORY_HEADROOM * available:
+        raise ModelTooLarge(
+            f"{estimate.describe()}, but {device.type} has {format_bytes(available)} free; "
+            f"try a smaller batch or model"
+        )
+    return estimate
+
+
