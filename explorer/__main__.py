@@ -2,4 +2,6 @@ import sys
 
 from explorer.cli import main
 
-sys.exit(main())
+# Guarded: a worker process started by multiprocessing imports the main module again, as __mp_main__.
+if __name__ == "__main__":
+    sys.exit(main())

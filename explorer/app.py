@@ -14,12 +14,16 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from explorer.ui.jobs import warm_workers  # noqa: E402
 from explorer.ui.navigation import app_pages  # noqa: E402
 from explorer.ui.sidebar import render_sidebar  # noqa: E402
 from explorer.ui.warmup import start_background_warmup  # noqa: E402
 
-st.set_page_config(page_title="ResNet Explorer", page_icon=":material/account_tree:", layout="wide")
+# The favicon is a file of ours, served by this server: a Material icon there would make every
+# browser ask an internet font server for it (offline it fails, and it tells that server who opened the app).
+st.set_page_config(page_title="ResNet Explorer", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 start_background_warmup()
+warm_workers()
 navigation = st.navigation(list(app_pages().values()))
 render_sidebar()
 navigation.run()

@@ -72,7 +72,7 @@ def command_train(args: argparse.Namespace) -> int:
     from explorer.train.jobs import JobManager
 
     if args.resume:
-        manager = JobManager(Path(args.resume).resolve().parent, max_concurrent=1)
+        manager = JobManager(Path(args.resume).resolve().parent, max_concurrent=1, backend=_backend(args))
         job = manager.resume(args.resume)
     else:
         config = config_from_args(args)
@@ -83,13 +83,12 @@ def command_train(args: argparse.Namespace) -> int:
         show = sys.stderr.isatty() and not args.json
         if config.data.dataset == "cifar10" and show:
             _download_with_progress(config)
-        manager = JobManager(Path(args.out).resolve().parent, max_concurrent=1)
+        manager = JobManager(Path(args.out).resolve().parent, max_concurrent=1, backend=_backend(args))
         job = manager.submit(config, run_dir=args.out)
     # Ctrl-C stops the run cleanly (a checkpoint is saved; --resume continues it).
     signal.signal(signal.SIGINT, lambda *_: manager.stop(job.run_dir))
     bar = _ProgressBar(enabled=sys.stderr.isatty() and not args.json)
-    while not job.finished:
-        job.thread.join(0.5)
+    while not job.ended.wait(0.5):
         status = job.run.status()
         if status.get("state") == "running":
             bar.update(status)
@@ -123,15 +122,15 @@ def command_preset(args: argparse.Namespace) -> int:
     preset = PRESETS[args.key]
     device = resolve_device(args.device)
     configs = preset.configs(device.type, dataset=args.dataset, seed=args.seed)
-    manager = JobManager(Path(args.out), max_concurrent=len(configs))
+    manager = JobManager(Path(args.out), max_concurrent=len(configs), backend=_backend(args))
     started = time.perf_counter()
     jobs = manager.submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"))
     if not args.json:
         print(f"{preset.title}: {preset.describe(device.type, args.dataset)}", file=sys.stderr)
     signal.signal(signal.SIGINT, lambda *_: [manager.stop(job.run_dir) for job in jobs])
     for job in jobs:
-        while not job.finished:
-            job.thread.join(0.5)
+        while not job.ended.wait(0.5):
+            pass
     seconds = time.perf_counter() - started
     runs = [{"model": job.config.model.name, "run_dir": job.run_dir, "state": job.result.state,
              "train_error": job.result.train_error, "test_error": job.result.test_error, "message": job.result.message}
@@ -146,6 +145,27 @@ def command_preset(args: argparse.Namespace) -> int:
                   f"{run['run_dir']}")
         print(f"{seconds:.0f} s. Shows: {preset.shows}")
     return 0 if all(run["state"] in ("completed", "stopped") for run in runs) else 1
+
+
+def _backend(args: argparse.Namespace):
+    """The execution backend the flags ask for (--backend, --ray-address)."""
+    from explorer.train.jobs import resolve_backend
+
+    if args.backend == "ray":
+        return resolve_backend("ray", address=args.ray_address)
+    if args.ray_address:
+        raise ValueError("--ray-address needs --backend ray")
+    return resolve_backend(args.backend)
+
+
+def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    from explorer.train.jobs import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="where the runs train: local worker processes (default, or $RESNET_EXPLORER_BACKEND), "
+                             "threads of this process, or a Ray cluster")
+    parser.add_argument("--ray-address", default=None,
+                        help="the Ray cluster to use with --backend ray (default: $RAY_ADDRESS, else a local Ray)")
 
 
 def _download_with_progress(config) -> None:
@@ -190,9 +210,10 @@ class _ProgressBar:
 
 
 def command_runs(args: argparse.Namespace) -> int:
-    from explorer.train.store import list_runs, mark_interrupted
+    from explorer.train.store import list_runs
 
-    mark_interrupted(args.dir)
+    # Reads only: a run whose process is gone shows as interrupted, but its status.json is left
+    # to the job manager that resumes it (another process may be writing it right now).
     summaries = [run.summary() for run in list_runs(args.dir)]
     if args.json:
         print(json.dumps(summaries))
@@ -291,6 +312,88 @@ def command_playground(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_lesion(args: argparse.Namespace) -> int:
+    """Delete blocks of trained runs at test time (Veit et al., 2016) and print the errors."""
+    from explorer.analysis.lesion import lesion_study
+
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(what: str):
+        def report(done: int, total: int) -> None:
+            sys.stderr.write(f"\r{what}: {done:,} of {total:,} evaluations   ")
+            sys.stderr.flush()
+        return report
+
+    results = []
+    for run_dir in args.run_dirs:
+        results.append(lesion_study(run_dir, blocks=args.blocks, images=args.images, draws=args.draws,
+                                    seed=args.seed, device=args.device,
+                                    progress=progress(f"lesion study of {run_dir}") if show else None))
+        if show:
+            sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(results, allow_nan=False))
+        return 0
+    for result in results:
+        print(f"{result['label']}: weights {result['weights']}, {result['images']:,} test images, "
+              f"{result['seconds']:.1f} s")
+        print(f"  {'block':<12} {'kind':<14} {'error':>7} {'change':>8}")
+        print(f"  {'(none)':<12} {'':<14} {result['baseline_error']:>7.1%}")
+        for block in result["blocks"]:
+            if block["error"] is None:
+                print(f"  {block['name']:<12} {block['kind']}")
+                continue
+            change = (block["error"] - result["baseline_error"]) * 100
+            print(f"  {block['name']:<12} {block['kind']:<14} {block['error']:>7.1%} {change:>+7.1f}pt")
+        print("  random deletions (k blocks: mean error ± std over draws): " + ", ".join(
+            f"{row['k']}: {row['mean_error']:.1%} ± {row['std_error']:.1%}" for row in result["random_deletions"]))
+    return 0
+
+
+def command_landscape(args: argparse.Namespace) -> int:
+    """The test loss of trained runs along filter-normalised random directions (Li et al., 2018)."""
+    from explorer.analysis.landscape import loss_landscape
+
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(what: str):
+        def report(done: int, total: int) -> None:
+            sys.stderr.write(f"\r{what}: {done:,} of {total:,} evaluations   ")
+            sys.stderr.flush()
+        return report
+
+    results = []
+    for run_dir in args.run_dirs:
+        results.append(loss_landscape(run_dir, points=args.points, span=args.span, images=args.images,
+                                      dims=args.dims, seed=args.seed, device=args.device,
+                                      max_seconds=args.max_seconds if args.max_seconds > 0 else None,
+                                      progress=progress(f"loss landscape of {run_dir}") if show else None))
+        if show:
+            sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(results, allow_nan=False))
+        return 0
+
+    def cell(value):
+        return f"{value:7.3f}" if value is not None else "    gap"
+
+    for result in results:
+        smooth = result["smoothness"]
+        nonconvexity = smooth["nonconvexity"]
+        print(f"{result['label']}: weights {result['weights']}, {result['images']:,} test images, "
+              f"{result['dims']}-D slice, seed {result['seed']}, {result['seconds']:.1f} s; centre loss "
+              f"{result['centre_loss']:.4f} (error {result['centre_error']:.1%}); non-convexity "
+              f"{'-' if nonconvexity is None else f'{nonconvexity:.3f}'}, local minima {smooth['local_minima']}")
+        if result["dims"] == 1:
+            for coordinate, loss in zip(result["axis"], result["loss"]):
+                print(f"  {coordinate:+7.3f} {cell(loss)}")
+        else:
+            print("  b \\ a   " + " ".join(f"{coordinate:+7.2f}" for coordinate in result["axis"]))
+            for coordinate, row in zip(result["axis"], result["loss"]):
+                print(f"  {coordinate:+7.2f} " + " ".join(cell(loss) for loss in row))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m explorer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -316,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="the run folder to create (must be new or empty)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its checkpoint")
     train.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    _add_backend_flags(train)
     train.set_defaults(run=command_train)
 
     from explorer.train.presets import PRESETS
@@ -328,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--seed", type=int, default=0)
     preset.add_argument("--out", default=str(DEFAULT_RUNS_DIR), help="folder for the run folders")
     preset.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    _add_backend_flags(preset)
     preset.set_defaults(run=command_preset)
 
     runs = commands.add_parser("runs", help="list runs with their state and final numbers")
@@ -366,6 +471,35 @@ def build_parser() -> argparse.ArgumentParser:
     playground.add_argument("--steps", default="1000", help="training steps (batches) (default: 1000)")
     playground.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     playground.set_defaults(run=command_playground)
+
+    lesion = commands.add_parser("lesion", help="delete blocks of trained runs at test time and measure the error "
+                                                "(Veit et al., 2016)")
+    lesion.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    lesion.add_argument("--blocks", type=int, default=None, metavar="K",
+                        help="delete up to K random blocks at once (default: all deletable blocks)")
+    lesion.add_argument("--images", type=int, default=1000, metavar="N", help="the first N test images of each run")
+    lesion.add_argument("--draws", type=int, default=5, help="random sets of k blocks drawn for each k")
+    lesion.add_argument("--seed", type=int, default=0, help="seed of the random draws")
+    lesion.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    lesion.add_argument("--json", action="store_true", help="print one JSON list, one object per run, as the last line")
+    lesion.set_defaults(run=command_lesion)
+
+    landscape = commands.add_parser("landscape", help="test loss along filter-normalised random directions around "
+                                                      "trained runs' weights (Li et al., 2018)")
+    landscape.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    landscape.add_argument("--points", type=int, default=None, metavar="P",
+                           help="points per axis (default: 41 for 1-D, 15 for 2-D)")
+    landscape.add_argument("--span", type=float, default=1.0, metavar="S", help="the axis runs from -S to S")
+    landscape.add_argument("--images", type=int, default=1000, metavar="N", help="the first N test images of each run")
+    landscape.add_argument("--dims", type=int, default=1, choices=(1, 2), help="a 1-D slice or a 2-D grid")
+    landscape.add_argument("--seed", type=int, default=0,
+                           help="seed of the directions (the same for a plain and a residual net of the same depth)")
+    landscape.add_argument("--max-seconds", type=float, default=600.0,
+                           help="refuse when the estimate is longer (0: no limit)")
+    landscape.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    landscape.add_argument("--json", action="store_true",
+                           help="print one JSON list, one object per run, as the last line")
+    landscape.set_defaults(run=command_landscape)
     return parser
 
 

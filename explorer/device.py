@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import sys
 
@@ -49,16 +50,23 @@ def describe_device(device: torch.device) -> str:
 
 def environment(device: torch.device) -> dict:
     """Device and library versions, written next to every figure that was timed."""
-    import torchvision
-
     return {
         "device": describe_device(device),
         "device_type": device.type,
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _installed_version("torchvision"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+
+
+def _installed_version(package: str) -> str:
+    # From the package's metadata: importing torchvision only for its version takes seconds, and
+    # every training run (each in a fresh worker process) records it.
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def available_memory_bytes(device: torch.device) -> int:

@@ -2,7 +2,7 @@ import streamlit as st
 
 from explorer.analysis.architecture import describe_blocks, layer_table, network_diagram
 from explorer.analysis.complexity import measure
-from explorer.models.cost import MAX_BATCH_SIZE, ModelTooLarge, check_fits, format_bytes
+from explorer.models.cost import MAX_BATCH_SIZE, ModelTooLarge, check_fits, format_bytes, format_count
 from explorer.figures import architecture_figure
 from explorer.ui.feedback import explain_errors
 from explorer.ui.model_picker import pick_model
@@ -21,7 +21,7 @@ st.subheader(choice.label)
 st.caption(describe_blocks(choice.name, **choice.options))
 metrics = st.columns(4)
 metrics[0].metric("Parameters", f"{result.params:,}")
-metrics[1].metric("Multiply-adds per image", f"{result.macs / 1e9:.3f} G" if result.macs >= 1e8 else f"{result.macs / 1e6:.2f} M")
+metrics[1].metric("Multiply-adds per image", format_count(result.macs))
 metrics[2].metric("Activation memory per image", format_bytes(result.activation_bytes_per_image),
                   help="What autograd keeps for the backward pass (fp32), measured by tracing one forward pass.")
 metrics[3].metric("Input", " x ".join(map(str, result.input_shape)))

@@ -9,6 +9,7 @@ from explorer.ui.gradcam import (
     runs_with_models,
     show_result,
     trained_run,
+    upload_weights,
     uploaded_state_dict,
 )
 
@@ -23,12 +24,14 @@ models = []  # (classifier, lock)
 with explain_errors("These weights cannot be used"):
     if source == "ImageNet ResNet (pretrained)":
         name = st.selectbox("Network", PRETRAINED, index=2)
-        weights = st.file_uploader("Or your copy of torchvision's weights file (for a machine offline)",
-                                   type=["pth", "pt"])
-        try:
-            models.append(pretrained(name, weights.getvalue() if weights else None))
-        except ValueError as error:
-            st.error(f"{error}", icon=":material/cloud_off:")
+        weights = upload_weights("Or your copy of torchvision's weights file (for a machine offline)")
+        if weights is not None:
+            models.append(pretrained(name, weights))
+        else:
+            try:
+                models.append(pretrained(name))
+            except ValueError as error:  # offline, or the download failed
+                st.error(f"{error}", icon=":material/cloud_off:")
     elif source == "Runs trained here":
         runs = runs_with_models()
         if not runs:
@@ -39,9 +42,9 @@ with explain_errors("These weights cannot be used"):
         models = [trained_run(run_dir) for run_dir in chosen]
     else:
         name = st.text_input("Model name (as in the registry)", "resnet18")
-        weights = st.file_uploader("state_dict file (read with weights_only=True)", type=["pth", "pt"])
+        weights = upload_weights("state_dict file (read with weights_only=True)")
         if weights is not None:
-            models.append(uploaded_state_dict(name.strip(), weights.getvalue()))
+            models.append(uploaded_state_dict(name.strip(), weights))
 if picked is None or not models:
     st.stop()
 image, notes, image_name = picked

@@ -1,23 +1,25 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.analysis.runs import metrics_table, read_run
+from explorer.analysis.runs import metrics_table, read_run, run_label
 from explorer.figures import training_curves_figure
 from explorer.train.store import Run
 from explorer.ui.jobs import all_runs, job_manager
+from explorer.ui.session import viewer
 
 st.title("Runs")
 st.caption("Every saved run under runs/. Pick rows to overlay their curves; delete or download them.")
 
-runs = all_runs()
+who = viewer()
+runs = all_runs(who)
 if not runs:
     st.info("No runs yet: start one on the Train page.")
     st.stop()
 
-table = pd.DataFrame([run.summary() for run in runs])
+table = pd.DataFrame([{**run.summary(), "whose": who.describe(run.status())} for run in runs])
 selection = st.dataframe(
-    table[["id", "state", "model", "dataset", "step", "total_steps", "train_error", "test_error", "images_per_sec",
-           "message"]],
+    table[["id", "whose", "state", "model", "dataset", "step", "total_steps", "train_error", "test_error",
+           "images_per_sec", "message"]],
     column_config={"train_error": st.column_config.NumberColumn(format="percent"),
                    "test_error": st.column_config.NumberColumn(format="percent"),
                    "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f")},
@@ -34,16 +36,21 @@ for record in records:
         st.caption(f"{record.label}: {problem}")
 
 left, right = st.columns(2)
-left.download_button("Download these runs' metrics (CSV)", pd.DataFrame(metrics_table(records)).to_csv(index=False),
+# The CSV is made when the button is clicked, not on every render (long runs take seconds).
+left.download_button("Download these runs' metrics (CSV)",
+                     lambda: pd.DataFrame(metrics_table(records)).to_csv(index=False),
                      file_name="resnet-explorer-metrics.csv", mime="text/csv", icon=":material/download:")
-with right.popover("Delete these runs", icon=":material/delete:"):
-    st.write(", ".join(record.label for record in records))
+manager = job_manager()
+deletable = [run for run in picked if manager.can_control(run, who.acting_as)]
+with right.popover("Delete these runs", icon=":material/delete:", disabled=not deletable):
+    st.write(", ".join(run_label(run) for run in deletable))
+    if len(deletable) < len(picked):
+        st.caption("Runs of other sessions and shared runs stay: only the instructor can delete those.")
     if st.button("Delete for good", type="primary"):
-        manager = job_manager()
-        for run in picked:
+        for run in deletable:
             job = manager.get(run.path)
             if job and not job.finished:
-                manager.stop(run.path)
+                manager.stop(run.path, by=who.acting_as)
                 manager.wait(run.path, timeout=30)
             run.delete()
         st.rerun()

@@ -7,6 +7,7 @@ from explorer.device import describe_device, resolve_device
 from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
 from explorer.ui.jobs import job_manager, latest_group
 from explorer.ui.live import live_panel
+from explorer.ui.session import viewer
 from explorer.ui.timing import available_devices
 
 QUICK_DEPTHS = [8, 14, 20, 32, 44, 56, 110]
@@ -72,7 +73,7 @@ if start:
         st.error("Pick at least one model.")
     else:
         try:
-            jobs = job_manager().submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"))
+            jobs = job_manager().submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"), owner=viewer().owner)
             st.session_state["train_group"] = [job.run_dir for job in jobs]
         except ValueError as error:
             st.error(f"Cannot start: {error}")

@@ -156,3 +156,11 @@ def test_diagram_draws_shortcuts_only_for_residual_nets():
     assert len(gaps) == 3 and all(gap.hidden_blocks == 195 for gap in gaps)
     assert describe_blocks("cifar-plain20") == "9 basic blocks without shortcuts (plain)"
     assert describe_blocks("resnet50") == "16 bottleneck blocks with shortcuts (option B)"
+
+
+def test_counts_are_written_in_the_unit_that_fits_them():
+    from explorer.models.cost import format_count
+
+    # An MLP of the playground is thousands of multiply-adds, not "0.00 M".
+    assert format_count(measure("mlp-plain").macs).endswith(" K")
+    assert [format_count(n) for n in (999, 12_800, 40_550_000, 4.09e9)] == ["999", "12.8 K", "40.55 M", "4.09 G"]

@@ -3,9 +3,11 @@
 import functools
 import hashlib
 import http.server
+import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from explorer.analysis.gradcam import (
     explain,
     layer_gradcam,
     overlay,
+    pretrained_classifier,
     resolve_target,
     run_classifier,
     state_dict_classifier,
@@ -221,6 +224,60 @@ def test_mismatched_keys_are_named():
     assert "of another shape: fc.weight (file (3, 64), model (4, 64))" in message
 
 
+@pytest.fixture
+def no_large_layer(monkeypatch):
+    """Fail, before any memory is taken, if a model gets a real (not meta) layer of over MAX_CLASSES outputs."""
+    real_init = torch.nn.Linear.__init__
+
+    def guarded(self, in_features, out_features, *args, **kwargs):
+        if out_features > weights_module.MAX_CLASSES and torch.empty(0).device.type != "meta":
+            raise AssertionError(f"a Linear layer with {out_features:,} outputs was built")
+        real_init(self, in_features, out_features, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", guarded)
+
+
+def crafted_weights(**tensors) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.getvalue()
+
+
+def test_absurd_shapes_are_refused_before_anything_is_built(no_large_layer):
+    # 1.5 KB that claims 50 million classes: a 100 GB layer if it were built.
+    fifty_million = crafted_weights(**{"fc.weight": torch.empty_strided((50_000_000, 0), (1, 1))})
+    assert len(fifty_million) < 2_000
+    with pytest.raises(ValueError) as error:
+        state_dict_classifier("resnet18", fifty_million)
+    message = str(error.value)
+    assert "\n" not in message and "fc.weight" in message and "(50000000, 0)" in message and "(classes, 512)" in message
+    assert "100,000" in message
+    with pytest.raises(ValueError, match=r"fc.weight \(file \(50000000, 0\), model \(1000, 512\)\)"):
+        pretrained_classifier("resnet18", fifty_million)
+    # A right-looking shape held by one stored number (a broadcast view) builds nothing either.
+    state = build_model("resnet18", num_classes=10).state_dict()
+    hollow = {**state, "fc.weight": torch.zeros(1).expand(90_000, 512), "fc.bias": torch.zeros(90_000)}
+    with pytest.raises(ValueError, match="fewer numbers stored than the shape needs.*fc.weight"):
+        state_dict_classifier("resnet18", crafted_weights(**hollow))
+    for bad, shape in ((torch.zeros(512), "(512,)"), (torch.zeros(3, 7), "(3, 7)"), (torch.zeros(0, 512), "(0, 512)")):
+        with pytest.raises(ValueError, match=f"fc.weight has shape {re.escape(shape)}; resnet18 expects"):
+            state_dict_classifier("resnet18", crafted_weights(**{**state, "fc.weight": bad}))
+
+
+def test_missing_unexpected_and_odd_tensors_get_one_line(no_large_layer):
+    state = tiny_net(num_classes=3).state_dict()
+    few = {key: state[key] for key in ("fc.weight", "fc.bias")}
+    with pytest.raises(ValueError) as error:
+        state_dict_classifier("cifar-resnet8", crafted_weights(**few))
+    message = str(error.value)
+    assert "\n" not in message and "missing: conv1.weight, bn1.weight, bn1.bias and" in message
+    with pytest.raises(ValueError, match="1 unexpected: extra.weight"):
+        state_dict_classifier("cifar-resnet8", crafted_weights(**state, **{"extra.weight": torch.zeros(2)}))
+    complex_fc = {**state, "fc.weight": state["fc.weight"].to(torch.complex64)}
+    with pytest.raises(ValueError, match="not plain real-valued tensors.*fc.weight"):
+        state_dict_classifier("cifar-resnet8", crafted_weights(**complex_fc))
+
+
 def test_uploaded_state_dict_reads_its_class_count(tmp_path):
     model = tiny_net(num_classes=7)
     torch.save(model.state_dict(), tmp_path / "w.pt")
@@ -264,8 +321,6 @@ def test_pretrained_weights_download_into_the_hub_cache(tmp_path, weights_server
     assert seen[-1][0] == seen[-1][1] == path.stat().st_size
     (root / filename).unlink()  # a second call must use the cache, not the server
     assert weights_module.download_pretrained("resnet18") == path
-
-    from explorer.analysis.gradcam import pretrained_classifier
 
     classifier = pretrained_classifier("resnet18")
     assert len(classifier.classes) == 1000 and classifier.classes[0] == "tench"

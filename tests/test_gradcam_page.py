@@ -1,13 +1,19 @@
 """The Grad-CAM page under AppTest: offline pretrained weights, and a plain and a residual run side by side."""
 
+import io
+import pickle
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer.models.weights import MIRROR_ENV
+from explorer.data.images import MAX_IMAGE_UPLOAD_MB
+from explorer.models.weights import MAX_CLASSES, MAX_WEIGHTS_UPLOAD_MB, MIRROR_ENV
 from explorer.train.store import DEFAULT_RUNS_DIR
 from tests.conftest import ROOT
 
@@ -67,3 +73,86 @@ def test_plain_and_residual_runs_side_by_side(plain_and_residual_runs):
     # an overlay PNG and a heatmap .npy for each of 2 layers of 2 runs
     assert len(app.get("download_button")) == 2 * 2 * 2
     assert not app.error
+
+
+# --- bad weights and large files: a message each, never a traceback --------------------------------
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def _saved(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _upload_weights(app: AppTest, content: bytes, model: str = "resnet18") -> AppTest:
+    app.radio[1].set_value("Upload a state_dict").run()
+    app.text_input[0].set_value(model)
+    app.file_uploader[0].set_value(("weights.pt", content, "application/octet-stream")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture
+def no_large_layer(monkeypatch):
+    real_init = torch.nn.Linear.__init__
+
+    def guarded(self, in_features, out_features, *args, **kwargs):
+        if out_features > MAX_CLASSES and torch.empty(0).device.type != "meta":
+            raise AssertionError(f"a Linear layer with {out_features:,} outputs was built")
+        real_init(self, in_features, out_features, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", guarded)
+
+
+@pytest.mark.parametrize("content,message", [
+    (_saved({"fc.weight": torch.empty_strided((50_000_000, 0), (1, 1))}), "fc.weight has shape (50000000, 0)"),
+    (_saved({"fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}), "missing: conv1.weight"),
+    (_saved({"fc.weight": torch.zeros(2, 2), "payload": RunsCode()}), "refused"),
+    (pickle.dumps(RunsCode()), "refused"),
+    (b"not a weights file", "not a PyTorch weights file"),
+])
+def test_bad_weights_files_get_a_message(no_large_layer, content, message):
+    app = _upload_weights(_page(), content)
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and errors[0].startswith("These weights cannot be used") and message in errors[0], errors
+
+
+def test_an_unforeseen_error_while_loading_weights_is_a_message(monkeypatch):
+    def explode(name, weights):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory\nmore details")
+
+    monkeypatch.setattr("explorer.ui.gradcam.state_dict_classifier", explode)
+    app = _upload_weights(_page(), _saved({"fc.weight": torch.zeros(3, 512)}))
+    assert [e.value for e in app.error] == ["These weights cannot be used: RuntimeError: DefaultCPUAllocator: can't "
+                                            "allocate memory"]
+
+
+def test_uploads_are_capped_at_what_the_app_needs(monkeypatch):
+    app = _page()
+    app.radio[0].set_value("Upload").run()
+    app.radio[1].set_value("Upload a state_dict").run()
+    image_uploader, weights_uploader = app.file_uploader
+    assert image_uploader.proto.max_upload_size_mb == MAX_IMAGE_UPLOAD_MB == 50
+    assert weights_uploader.proto.max_upload_size_mb == MAX_WEIGHTS_UPLOAD_MB == 256
+    app.radio[1].set_value("ImageNet ResNet (pretrained)").run()
+    assert app.file_uploader[1].proto.max_upload_size_mb == MAX_WEIGHTS_UPLOAD_MB
+
+    # The widget's cap is kept by the browser; a file that came round it is refused on the server.
+    monkeypatch.setattr("explorer.ui.gradcam.MAX_IMAGE_UPLOAD_MB", 1)
+    monkeypatch.setattr("explorer.ui.gradcam.MAX_WEIGHTS_UPLOAD_MB", 1)
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (800, 800, 3), dtype=np.uint8)).save(png, "PNG")
+    assert png.tell() > 2**20
+    app = _page()
+    app.radio[0].set_value("Upload").run()
+    app.file_uploader[0].set_value(("big.png", png.getvalue(), "image/png")).run()
+    assert not app.exception
+    assert any("big.png is 1.8 MB; images up to 1 MB are accepted" in e.value for e in app.error), app.error
+    app.radio[1].set_value("Upload a state_dict").run()
+    app.file_uploader[1].set_value(("big.pt", bytes(2 * 2**20), "application/octet-stream")).run()
+    assert not app.exception
+    assert any("big.pt is 2.0 MB; weights files up to 1 MB are accepted" in e.value for e in app.error), app.error

@@ -1,12 +1,13 @@
 """The training pages under AppTest, the figure builders and the report command, on tiny runs."""
 
+import dataclasses
 import json
 import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.analysis.runs import RunRecords, gradient_summary, read_run
+from explorer.analysis.runs import RunRecords, curve, gradient_summary, read_run
 from explorer.cli import main
 from explorer.figures import (
     gradient_depth_figure,
@@ -16,8 +17,10 @@ from explorer.figures import (
     training_curves_figure,
 )
 from explorer.measurements import latest
+from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
 from explorer.train.presets import MEASURED_ON_CPU
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, list_runs
+from explorer.train.trainer import train
 from tests.conftest import ROOT
 
 APP = str(ROOT / "explorer" / "app.py")
@@ -120,8 +123,50 @@ def test_gradients_page_explains_what_was_measured(trained_pair):
     assert len(app.get("plotly_chart")) == 1 + 2 + 2  # depth, a heatmap and a split per run
 
 
+def test_the_live_panel_picks_up_a_resumed_run_at_once():
+    config = RunConfig(model=ModelConfig(name="cifar-resnet8"), data=DataConfig(dataset="shapes", train_size=128,
+                                                                                 test_size=32),
+                       optim=OptimConfig(steps=4, batch_size=32),
+                       probes=ProbeConfig(probe_every=0, log_every=2, eval_every=4, checkpoint_every=4), device="cpu")
+    run = Run.new_in(DEFAULT_RUNS_DIR, config.to_json(), "live-resume")
+    assert train(config, run).state == "completed"
+    longer = config.replace(optim=OptimConfig(steps=8, batch_size=32))
+    (run.path / "config.json").write_text(json.dumps(longer.to_json()))
+    run.set_status("interrupted", "interrupted at step 6 when its process ended; resumes from the checkpoint at "
+                   "step 4", step=6)
+    app = AppTest.from_file(str(ROOT / "tests" / "live_panel_app.py"), default_timeout=120)
+    app.session_state["run_dirs"] = [str(run.path)]
+    app.run()
+    assert "interrupted" in app.get("progress")[0].proto.text
+    resume = next(button for button in app.button if button.key.startswith("continue-"))
+    try:
+        resume.click().run()
+        assert not app.exception, [e.value for e in app.exception]
+        text = app.get("progress")[0].proto.text
+        assert "interrupted" not in text and ("queued" in text or "running" in text or "completed" in text), text
+        assert not any(button.key.startswith("continue-") for button in app.button)
+    finally:
+        _wait_finished([str(run.path)])
+    assert run.status()["state"] == "completed" and run.status()["step"] == 8
+    run.delete()
+
+
+def test_the_live_panel_offers_no_controls_on_another_sessions_run(monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR", "0")  # this test's session is a student's
+    run = Run.new_in(DEFAULT_RUNS_DIR, RunConfig().to_json(), "not-mine")
+    run.set_status("stopped", "stopped at step 4 of 8; resumable", step=4, total_steps=8, owner="another-session")
+    try:
+        app = AppTest.from_file(str(ROOT / "tests" / "live_panel_app.py"), default_timeout=60)
+        app.session_state["run_dirs"] = [str(run.path)]
+        app.run()
+        assert not app.exception and not app.button
+        assert any("Started in another session" in caption.value for caption in app.caption)
+    finally:
+        run.delete()
+
+
 def test_pages_without_runs_say_so(tmp_path, monkeypatch):
-    monkeypatch.setattr("explorer.ui.jobs.all_runs", lambda: [])
+    monkeypatch.setattr("explorer.ui.jobs.all_runs", lambda who=None: [])
     for page in ("responses.py", "gradients.py"):
         app = _page(page)
         assert app.info and "No" in app.info[0].value
@@ -150,6 +195,19 @@ def test_curves_are_drawn_as_the_paper_draws_them():
     assert list(test.x) == [10] and list(test.y) == pytest.approx([70])  # the record without "error" is skipped
 
 
+def test_long_curves_keep_their_band_in_few_points():
+    metrics = [{"step": step, "split": "train", "error": 0.5 + 0.4 * ((step * 7919) % 13 - 6) / 6}
+               for step in range(1, 64_001)]
+    metrics[40_000]["error"] = 3.0  # one spike
+    records = RunRecords(run_dir="x", label="long", metrics=metrics)
+    steps, values = curve(records, "train", max_points=2_000)
+    assert len(steps) <= 2_000 and steps == sorted(steps) and (steps[0], steps[-1]) == (1, 64_000)
+    assert values[-1] == metrics[-1]["error"]
+    assert max(values) == 3.0 and min(values) == pytest.approx(0.1) and steps[values.index(3.0)] == 40_001
+    assert len(training_curves_figure([records]).data[0].x) <= 2_000
+    assert curve(records, "train") == ([m["step"] for m in metrics], [m["error"] for m in metrics])
+
+
 def test_response_and_gradient_figures():
     records = _records()
     latest = responses_figure([records]).data[0]
@@ -157,9 +215,19 @@ def test_response_and_gradient_figures():
     assert list(responses_figure([records], step=0, sort=True).data[0].y) == [3.0, 1.0]
     assert list(gradient_depth_figure([records]).data[0].y) == [0.1, 1.0]
     assert [list(row) for row in gradient_heatmap_figure(records).data[0].z] == [[-1.0, 0.0]]
-    assert [trace.name for trace in gradient_split_figure(records).data] == ["through the shortcut", "through the residual"]
+    # A plain net has no shortcut: one bar per block, labelled so, not an empty "shortcut" series.
+    [plain] = gradient_split_figure(records).data
+    assert "plain net has no shortcut" in plain.name and list(plain.y) == [0.1, 1.0]
     summary = gradient_summary(records)
-    assert summary["first_over_last"] == pytest.approx(0.1) and summary["shortcut_share"] == 0
+    assert summary["first_over_last"] == pytest.approx(0.1) and summary["shortcut_over_branch"] is None
+    residual = dataclasses.replace(records, model="cifar-resnet8", gradients=[
+        {"step": 0, "kind": "grad_norm", "blocks": [{"name": "a", "total": 1e3, "shortcut": 1e3, "residual": 5.0}]},
+        {"step": 10, "kind": "grad_norm", "blocks": [{"name": "a", "total": 1.0, "shortcut": 3.0, "residual": 1.0},
+                                                      {"name": "b", "total": 0.1, "shortcut": 0.2, "residual": 0.1}]}])
+    assert [t.name for t in gradient_split_figure(residual).data] == ["through the shortcut", "through the residual branch"]
+    assert gradient_summary(residual)["shortcut_over_branch"] == pytest.approx(2.5)  # the median of 3 and 2
+    heatmap = gradient_heatmap_figure(residual).data[0]
+    assert (heatmap.zmin, heatmap.zmax) == pytest.approx((-1.0, 0.0))  # step 0's 10^3 does not stretch the scale
 
 
 def test_report_writes_html_and_png(trained_pair, tmp_path, capsys):

@@ -27,11 +27,11 @@ from torch import nn
 
 from explorer.analysis.runs import run_label
 from explorer.data.datasets import load_dataset
-from explorer.models import build_model, resolve
+from explorer.models import resolve
 from explorer.models.mode import evaluating
 from explorer.models.weights import (
+    checked_model,
     download_pretrained,
-    fit_state_dict,
     imagenet_classes,
     load_weights_file,
     num_classes_in,
@@ -236,18 +236,18 @@ def explain(classifier: Classifier, image: np.ndarray, layers: str | list[str] |
 def pretrained_classifier(name: str, weights: str | Path | bytes | None = None, progress=None) -> Classifier:
     """An ImageNet ResNet with torchvision's weights: downloaded (cached) or from a file given."""
     source = weights if weights is not None else download_pretrained(name, progress=progress)
-    state_dict = load_weights_file(source)
-    model = build_model(name)
-    fit_state_dict(model, state_dict, name)
+    model = checked_model(name, load_weights_file(source))
     return Classifier(model.eval(), imagenet_classes(), f"{name} (ImageNet, torchvision weights)")
 
 
 def state_dict_classifier(name: str, weights: str | Path | bytes) -> Classifier:
-    """Any registry model with a state_dict file; its class count is read from the file's ``fc``."""
+    """Any registry model with a state_dict file; its class count is read from the file's ``fc``.
+
+    Keys, shapes and the class count (at most ``MAX_CLASSES``) are checked before the model is built.
+    """
     state_dict = load_weights_file(weights)
-    num_classes = num_classes_in(state_dict) or 1000
-    model = build_model(name, num_classes=num_classes)
-    fit_state_dict(model, state_dict, name)
+    num_classes = num_classes_in(state_dict, name) or 1000
+    model = checked_model(name, state_dict, num_classes=num_classes)
     classes = imagenet_classes() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
     small = resolve(name).family == "cifar"
     return Classifier(model.eval(), classes, f"{name} (uploaded weights)", input_size=32 if small else None)
@@ -268,7 +268,8 @@ def run_classifier(run_dir: str | Path) -> Classifier:
                                image_size=config.data.image_size)
         info = {"classes": dataset.classes, "image_size": dataset.image_size, "mean": dataset.mean,
                 "std": dataset.std}
-    model = build_model(config.model.name, **model_options(config, len(info["classes"]), info["image_size"]))
-    fit_state_dict(model, run.load_model(), config.model.name)
+    state_dict = load_weights_file(run.path / "model.pt")  # as Run.load_model, with one-line errors
+    model = checked_model(config.model.name, state_dict,
+                          **model_options(config, len(info["classes"]), info["image_size"]))
     return Classifier(model.eval(), list(info["classes"]), run_label(run), tuple(info["mean"]), tuple(info["std"]),
                       input_size=int(info["image_size"]))

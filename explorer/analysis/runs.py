@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 
 from explorer.models import resolve
@@ -80,10 +81,30 @@ def at_step(records: list[dict], step: int | None) -> dict | None:
     return earlier[-1] if earlier else records[0]
 
 
-def curve(records: RunRecords, split: str, key: str = "error") -> tuple[list[int], list[float]]:
+def curve(records: RunRecords, split: str, key: str = "error",
+          max_points: int | None = None) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``key`` in the ``split`` records.
+
+    ``max_points``: a longer curve keeps its first and last points, and the points between are cut
+    into runs of consecutive points that each give their lowest and highest, in step order: the
+    band a noisy curve draws, its spikes and its end look the same, and a chart of 64k logged steps
+    stays quick to build and to send.
+    """
     points = [(m["step"], m[key]) for m in records.metrics
               if m.get("split") == split and isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), int)]
+    if max_points is not None and len(points) > max(max_points, 4):
+        points = [points[0], *_envelope(points[1:-1], (max_points - 2) // 2), points[-1]]
     return [step for step, _ in points], [value for _, value in points]
+
+
+def _envelope(points: list[tuple[int, float]], buckets: int) -> list[tuple[int, float]]:
+    kept = []
+    for index in range(buckets):
+        bucket = points[index * len(points) // buckets:(index + 1) * len(points) // buckets]
+        low = min(bucket, key=lambda point: point[1])
+        high = max(bucket, key=lambda point: point[1])
+        kept.extend(sorted({low, high}))
+    return kept
 
 
 def gradient_matrix(records: RunRecords, part: str = "total") -> tuple[list[int], list[str], list[list[float]]]:
@@ -120,19 +141,22 @@ def response_summary(runs: list[RunRecords], step: int | None = None) -> list[di
 
 
 def gradient_summary(records: RunRecords, step: int | None = None) -> dict | None:
-    """How the gradient norm changes from the last block to the first, and how much of it the shortcuts carry.
+    """How the gradient norm changes from the last block to the first, and how the shortcut's part
+    compares with the branch's.
 
     ``first_over_last``: gradient norm at the first block's input over that at the last block's
-    input; far below 1 would be a vanishing gradient. ``shortcut_share``: the mean, over blocks,
-    of shortcut / (shortcut + residual) norms (0 for a plain net).
+    input; far below 1 would be a vanishing gradient. ``shortcut_over_branch``: the median, over
+    blocks, of the norm of the gradient through the shortcut over the norm of the gradient through
+    the residual branch; None for a plain net. A ratio of norms, not a share: the two parts are
+    vectors that partly cancel (at initialisation they are nearly orthogonal), so their norms do
+    not add up to the total's.
     """
     snapshot = at_step(records.gradients, step)
     if snapshot is None or not snapshot["blocks"]:
         return None
     blocks = snapshot["blocks"]
     first, last = blocks[0]["total"], blocks[-1]["total"]
-    shares = [block["shortcut"] / (block["shortcut"] + block["residual"]) for block in blocks
-              if block["shortcut"] + block["residual"] > 0]
+    ratios = [block["shortcut"] / block["residual"] for block in blocks if block["shortcut"] > 0 and block["residual"] > 0]
     return {"run": records.label, "step": snapshot["step"], "first": first, "last": last,
             "first_over_last": first / last if last > 0 else float("inf"),
-            "shortcut_share": sum(shares) / len(shares) if shares else 0.0}
+            "shortcut_over_branch": statistics.median(ratios) if ratios else None}

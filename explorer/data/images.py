@@ -40,6 +40,10 @@ MAX_PIXELS = 40_000_000
 # Smaller images carry no picture to explain, so Grad-CAM refuses them (a 1x1 image, say); a data
 # set's small images (8x8 icons, 32x32 CIFAR-10 files) are fine, and its loader passes min_side=1.
 MIN_SIDE = 16
+# The image upload's cap in MB (Streamlit's MB: 2**20 bytes). A photo at MAX_PIXELS is 10-25 MB
+# as JPEG, PNG or WebP; an uncompressed BMP or TIFF reaches 50 MB at about 16 megapixels. Larger
+# files are refused at the widget, before the server holds them in memory.
+MAX_IMAGE_UPLOAD_MB = 50
 # For the upload widget's list of types; the content, not the name, decides how a file is read.
 SUPPORTED_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 # Display name -> the function in ``skimage.data`` that returns the photo.

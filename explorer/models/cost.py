@@ -66,6 +66,14 @@ def format_bytes(count: float) -> str:
     raise AssertionError("unreachable")
 
 
+def format_count(count: float) -> str:
+    """12,800 -> "12.8 K", 40,550,000 -> "40.55 M", 4.09e9 -> "4.09 G": four significant digits at most."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(count) >= scale:
+            return f"{count / scale:.4g} {unit}"
+    return f"{count:,.0f}"
+
+
 def meta_model(name: str, **options) -> nn.Module:
     """The model with shapes but no storage: free to build at any size."""
     with torch.device("meta"):

@@ -1,21 +1,48 @@
-"""Background training jobs: one manager serves the app, the CLI and a notebook.
+"""Training jobs: one manager serves the app, the CLI and a notebook, over an execution backend.
 
-Jobs run in worker threads that never call Streamlit; at most ``max_concurrent`` train at once and
-the rest wait, queued, knowing their place. Everything a job produces goes to its run folder, so a
-page that polls the folder sees the same thing after a rerun, a reload or a
-server restart.
+The manager decides what runs when; a backend (explorer/train/execution.py) runs it: worker
+processes on this machine by default, threads, or Ray actors on a cluster. At most
+``max_concurrent`` runs train at once and the rest wait, each knowing its place and why.
+
+Runs belong to whoever started them: ``owner`` is a browser session's key, or None for a shared
+run (started from the CLI, a notebook or by the instructor). ``by`` names who asks to pause, stop
+or resume: None has every right (the CLI, the instructor); a session may control only its own
+runs. The queue is fair: when a slot frees, the waiting run whose owner has the fewest runs
+training goes first, and a session may train at most ``per_owner`` runs at once, so one session
+cannot take every slot. Everything a job produces goes to its run folder, so a page that polls the
+folder sees the same thing after a rerun, a reload or a server restart.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.train.config import RunConfig, validate
+from explorer.train.execution import Backend, Handle, JobSpec, LocalBackend, ThreadBackend
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
-from explorer.train.trainer import Control, TrainResult, check_config_fits, train
+from explorer.train.trainer import Control, TrainResult, check_config_fits
+
+BACKENDS = ("local", "thread", "ray")
+BACKEND_ENV = "RESNET_EXPLORER_BACKEND"  # the app's backend; the CLI's --backend overrides it
+
+
+def resolve_backend(name: str | None = None, **options) -> Backend:
+    """The backend called ``name`` (default: $RESNET_EXPLORER_BACKEND, else local)."""
+    name = (name or os.environ.get(BACKEND_ENV) or "local").strip().lower()
+    if name == "local":
+        return LocalBackend()
+    if name == "thread":
+        return ThreadBackend()
+    if name == "ray":
+        from explorer.train.ray_backend import RayBackend  # Ray is optional: imported only when chosen
+
+        return RayBackend(**options)
+    raise ValueError(f"unknown execution backend {name!r}; valid: {', '.join(BACKENDS)}")
 
 
 def check_config(config: RunConfig) -> None:
@@ -24,15 +51,22 @@ def check_config(config: RunConfig) -> None:
     check_config_fits(config)
 
 
+class NotYours(PermissionError):
+    """A session asked to control a run that another session started."""
+
+
 @dataclass
 class Job:
     run: Run
     config: RunConfig
-    control: Control = field(default_factory=Control)
-    thread: threading.Thread | None = None
+    control: Control
+    owner: str | None = None  # the session that started it; None: shared
+    checked: bool = True  # validated and fit-checked at submission (a resumed run is checked by the trainer)
+    order: int = 0  # submission order, for the queue
+    handle: Handle | None = None
     result: TrainResult | None = None
     started: bool = False
-    checked: bool = True  # validated and fit-checked at submission (a resumed run is checked by the trainer)
+    ended: threading.Event = field(default_factory=threading.Event)
 
     @property
     def run_dir(self) -> str:
@@ -47,87 +81,140 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, runs_dir: str | Path = DEFAULT_RUNS_DIR, max_concurrent: int = 1):
+    def __init__(self, runs_dir: str | Path = DEFAULT_RUNS_DIR, max_concurrent: int = 1,
+                 backend: Backend | str | None = None, per_owner: int | None = None):
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.runs_dir = Path(runs_dir)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.max_concurrent = max_concurrent
+        self.per_owner = per_owner or max_concurrent
+        self.backend = backend if backend is not None and not isinstance(backend, str) else resolve_backend(backend)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self._slots = threading.Semaphore(max_concurrent)
-        self._order: list[str] = []  # submission order, for queue places
+        self._orders = itertools.count()
         # Runs left active by a previous server or a killed process cannot still be training here.
         mark_interrupted(self.runs_dir, live_run_dirs=set())
-        # At exit, stop the jobs (each saves a resumable checkpoint) rather than kill their threads
-        # inside torch, which aborts the process.
+        # At exit, stop the jobs (each saves a resumable checkpoint) rather than kill them inside torch.
         atexit.register(self.shutdown)
 
     # --- submitting ----------------------------------------------------------------------------
     def submit(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,
-               group: str | None = None) -> Job:
+               group: str | None = None, owner: str | None = None) -> Job:
         """Check ``config``, create its run folder and queue it. Bad settings raise ValueError here.
 
         ``group`` names runs started together (a preset), so a page can show them together again.
         """
         check_config(config)
-        return self._create(config, label, run_dir, group)
+        job = self._create(config, label, run_dir, group, owner)
+        self._schedule()
+        return job
 
-    def submit_group(self, configs: list[RunConfig], group: str) -> list[Job]:
-        """Submit several runs as one comparison; all are checked before any is created."""
+    def submit_group(self, configs: list[RunConfig], group: str, owner: str | None = None) -> list[Job]:
+        """Submit several runs as one comparison; all are checked before any is created or started."""
         for config in configs:
             check_config(config)
-        return [self._create(config, group=group) for config in configs]
+        jobs = [self._create(config, group=group, owner=owner) for config in configs]
+        self._schedule()  # all queued first, so each run knows how many share the CPU with it
+        return jobs
 
     def _create(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,
-                group: str | None = None) -> Job:
+                group: str | None = None, owner: str | None = None) -> Job:
         label = label or f"{config.model.name}-{config.data.dataset.split(':')[0]}"
         run = Run.create(run_dir, config.to_json()) if run_dir else Run.new_in(self.runs_dir, config.to_json(), label)
-        if group:
-            run.set_status("queued", "waiting to start", group=group)
-        return self._start(Job(run=run, config=config))
+        run.set_status("queued", "waiting to start", owner=owner, **({"group": group} if group else {}))
+        return self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=owner))
 
-    def resume(self, run_dir: str | Path) -> Job:
-        """Continue a stopped or interrupted run from its last checkpoint (or a paused job)."""
-        key = str(Path(run_dir))
-        with self._lock:
-            job = self._jobs.get(key)
+    def resume(self, run_dir: str | Path, by: str | None = None) -> Job:
+        """Continue a paused job, or a stopped, interrupted or failed run from its last checkpoint."""
+        job = self.get(run_dir)
         if job and not job.finished:
+            self._check_rights(job.run, by)
             job.control.resume()
             return job
         run = Run(run_dir)
         if not run.exists():
             raise ValueError(f"{run_dir} is not a run folder (it has no config.json)")
-        state = run.status().get("state")
-        if state not in ("stopped", "interrupted", "failed"):
-            raise ValueError(f"a {state} run cannot be resumed; only stopped, interrupted or failed ones")
+        self._check_rights(run, by)
+        status = run.status()
+        if status.get("state") not in ("stopped", "interrupted", "failed"):
+            raise ValueError(f"a {status.get('state')} run cannot be resumed; only stopped, interrupted or failed ones")
         config = RunConfig.from_json(run.config())
         run.set_status("queued", "waiting to resume")
-        return self._start(Job(run=run, config=config, checked=False))
-
-    def _start(self, job: Job) -> Job:
-        with self._lock:
-            self._jobs[job.run_dir] = job
-            self._order.append(job.run_dir)
-        job.thread = threading.Thread(target=self._work, args=(job,), name=f"train-{job.run.id}", daemon=True)
-        job.thread.start()
+        job = self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=status.get("owner"),
+                            checked=False))
+        self._schedule()
         return job
 
-    def _work(self, job: Job) -> None:
-        self._slots.acquire()
-        try:
-            with self._lock:
-                job.started = True
-            if job.control.stop_requested:
-                job.run.set_status("stopped", "stopped before it started")
-                job.result = TrainResult(job.run_dir, "stopped", "stopped before it started", 0, 0, None, None, None)
-                return
-            job.result = train(job.config, job.run, job.control, checked=job.checked)
-        finally:
-            with self._lock:
-                if job.run_dir in self._order:
-                    self._order.remove(job.run_dir)
-            self._slots.release()
+    def _add(self, job: Job) -> Job:
+        with self._lock:
+            job.order = next(self._orders)
+            self._jobs[job.run_dir] = job
+        return job
+
+    # --- scheduling ----------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        """Start waiting jobs while slots are free, fairest first."""
+        while (picked := self._pick()) is not None:
+            job, spec = picked
+            try:
+                # Outside the lock: the first start of a worker can take seconds (the fork server
+                # imports torch), and pages must not wait for it to read a queue place.
+                job.handle = self.backend.start(spec, job.control)
+            except Exception as error:  # noqa: BLE001 - a backend that cannot start leaves a message, not a dead queue
+                message = f"could not start: {error}"
+                job.run.set_status("failed", message)
+                self._end(job, TrainResult(job.run_dir, "failed", message, 0, 0, None, None, None))
+                continue
+            threading.Thread(target=self._watch, args=(job,), name=f"watch-{job.run.id}", daemon=True).start()
+
+    def _pick(self) -> tuple[Job, JobSpec] | None:
+        """The next job to start, marked started, and its spec; None while no slot is free or no one may."""
+        with self._lock:
+            running = [job for job in self._jobs.values() if job.started and not job.ended.is_set()]
+            waiting = [job for job in self._jobs.values() if not job.started]
+            if len(running) >= self.max_concurrent or not waiting:
+                return None
+            job = self._next(running, waiting)
+            if job is None:
+                return None
+            job.started = True
+            # Every run that will train at once shares the cores: a preset's four nets get one thread each.
+            concurrent = min(self.max_concurrent, len(running) + len(waiting))
+            return job, JobSpec(job.config.to_json(), job.run_dir, job.checked, self.backend.cpu_threads(concurrent))
+
+    def _next(self, running: list[Job], waiting: list[Job]) -> Job | None:
+        training = {}
+        for job in running:
+            training[job.owner] = training.get(job.owner, 0) + 1
+        # Shared runs (owner None: the CLI, the instructor) are not held to the per-session share.
+        allowed = [job for job in waiting if job.owner is None or training.get(job.owner, 0) < self.per_owner]
+        if not allowed:
+            return None
+        return min(allowed, key=lambda job: (training.get(job.owner, 0), job.order))
+
+    def _watch(self, job: Job) -> None:
+        job.handle.wait()
+        result, reason = job.handle.outcome()
+        if result is None:
+            result = self._worker_died(job, reason)
+        self._end(job, result)
+        self._schedule()
+
+    def _worker_died(self, job: Job, reason: str) -> TrainResult:
+        """The worker ended without a result: the run is left interrupted and resumable."""
+        status = job.run.status()
+        step, checkpoint = status.get("step", 0), status.get("checkpoint_step")
+        resumes = (f"resumes from the checkpoint at step {checkpoint}" if checkpoint is not None
+                   else "restarts from step 0 (no checkpoint yet)")
+        message = f"interrupted at step {step}: {reason}; {resumes}"
+        job.run.set_status("interrupted", message)
+        return TrainResult(job.run_dir, "interrupted", message, step, status.get("total_steps") or 0, None, None,
+                           None)
+
+    def _end(self, job: Job, result: TrainResult) -> None:
+        job.result = result
+        job.ended.set()
 
     # --- controlling ---------------------------------------------------------------------------
     def get(self, run_dir: str | Path) -> Job | None:
@@ -144,38 +231,70 @@ class JobManager:
     def queue_position(self, run_dir: str | Path) -> int | None:
         """1 for the next job to start, None when the job is running or finished."""
         with self._lock:
-            waiting = [key for key in self._order if not self._jobs[key].started]
+            waiting = sorted((job for job in self._jobs.values() if not job.started), key=lambda job: job.order)
+        keys = [job.run_dir for job in waiting]
         key = str(Path(run_dir))
-        return waiting.index(key) + 1 if key in waiting else None
+        return keys.index(key) + 1 if key in keys else None
 
-    def stop(self, run_dir: str | Path) -> str:
+    def waiting_reason(self, run_dir: str | Path) -> str | None:
+        """Why a queued run has not started yet, in one sentence; None when it is not waiting."""
+        job = self.get(run_dir)
+        place = self.queue_position(run_dir)
+        if job is None or place is None:
+            return None
+        running = [other for other in self.jobs() if other.started and not other.ended.is_set()]
+        mine = sum(other.owner == job.owner for other in running)
+        if job.owner is not None and mine >= self.per_owner:
+            return (f"waiting: a session trains at most {self.per_owner} run{'s' if self.per_owner > 1 else ''} at "
+                    f"once, and {mine} of yours are training")
+        return (f"waiting for a free slot: {len(running)} of {self.max_concurrent} are training; number {place} in "
+                f"line")
+
+    def can_control(self, run: Run, by: str | None) -> bool:
+        return by is None or run.status().get("owner") == by
+
+    def _check_rights(self, run: Run, by: str | None) -> None:
+        if not self.can_control(run, by):
+            raise NotYours(f"{run.id} was started in another session; only that session or the instructor can "
+                           "control it")
+
+    def stop(self, run_dir: str | Path, by: str | None = None) -> str:
         """Ask a job to stop; returns what happened, also for a job that already ended."""
         job = self.get(run_dir)
         if job is None:
             return "no such job in this session; nothing to stop"
+        self._check_rights(job.run, by)
         if job.finished:
             return f"the run had already ended ({job.result.state})"
         job.control.stop()
+        with self._lock:
+            queued, job.started = not job.started, True
+        if queued:  # it never takes a slot
+            job.run.set_status("stopped", "stopped before it started")
+            self._end(job, TrainResult(job.run_dir, "stopped", "stopped before it started", 0, 0, None, None, None))
+            return "stopped before it started"
         return "stopping"
 
-    def pause(self, run_dir: str | Path) -> str:
+    def pause(self, run_dir: str | Path, by: str | None = None) -> str:
         job = self.get(run_dir)
         if job is None or job.finished:
             return "the run is not training; nothing to pause"
+        self._check_rights(job.run, by)
         job.control.pause()
         return "pausing"
 
     def wait(self, run_dir: str | Path, timeout: float | None = None) -> TrainResult | None:
         job = self.get(run_dir)
-        if job is None or job.thread is None:
+        if job is None:
             return None
-        job.thread.join(timeout)
+        job.ended.wait(timeout)
         return job.result
 
     def shutdown(self, timeout: float = 30) -> None:
-        """Stop every job and wait for it (they save a resumable checkpoint)."""
+        """Stop every job and wait for it (each saves a resumable checkpoint)."""
         for job in self.active():
-            job.control.stop()
+            self.stop(job.run_dir)
         for job in self.jobs():
-            if job.thread:
-                job.thread.join(timeout)
+            if job.handle is not None:
+                job.handle.wait(timeout)
+        self.backend.shutdown()

@@ -5,12 +5,17 @@
     probes.jsonl     {"step", "kind": "response_std", "layers": [{"name", "std"}]}
                      {"step", "kind": "grad_norm", "blocks": [{"name", "total", "shortcut", "residual"}],
                       "layers": [{"name", "weight_grad"}]}
-    status.json      {"state", "message", "step", "total_steps", "pid", "updated", ...}
+    status.json      {"state", "message", "step", "total_steps", "pid", "updated", "checkpoint_step", ...}
     model.pt         the latest state_dict (torch.load(..., weights_only=True))
     checkpoint.pt    model, optimiser and step, to resume
 
 Every record is flushed as it is written, so a killed process leaves every record up to its last
-one readable; a half-written last line is skipped and reported by the readers.
+one readable; a half-written last line is skipped and reported by the readers. The readers parse
+only what was appended since their last read (explorer/train/jsonl.py).
+
+A resumed run continues from its checkpoint at step K with the records made before K's next step:
+metrics up to step K (they carry the steps done) and probes before step K (they carry the 0-based
+step they were taken at, before that step's update). A run that had no checkpoint starts over.
 """
 
 from __future__ import annotations
@@ -19,49 +24,23 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from explorer.train.jsonl import CACHE, Records, last_records, read_jsonl
 
 STATES = ("queued", "running", "paused", "completed", "stopped", "diverged", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running", "paused")
 DEFAULT_RUNS_DIR = Path(os.environ.get("RESNET_EXPLORER_RUNS", "runs"))
 
 
-@dataclass
-class Records:
-    """What a .jsonl file held, and the lines that could not be read."""
-
-    records: list[dict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-def read_jsonl(path: Path) -> Records:
-    result = Records()
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.readlines()
-    except FileNotFoundError:
-        return result
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not an object")
-            result.records.append(record)
-        except ValueError:
-            partial = number == len(lines) and not line.endswith("\n")
-            result.problems.append(f"{path.name} line {number}: " + ("half-written (skipped)" if partial else "corrupt (skipped)"))
-    return result
-
-
 def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    # Named per thread too: the trainer and the job manager may write status.json at once.
+    temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}-{threading.get_ident()}")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
 
@@ -151,6 +130,23 @@ class Run:
         _write_atomic(self.path / "status.json", json.dumps(status) + "\n")
         return status
 
+    def update_status(self, **extra) -> dict:
+        """Merge ``extra`` into status.json; the state, its message and its owner stay as they are."""
+        status = {**self.status(), **extra, "updated": time.time()}
+        _write_atomic(self.path / "status.json", json.dumps(status) + "\n")
+        return status
+
+    def shown_status(self, live_run_dirs: set[str] | None = None) -> dict:
+        """status.json as a listing should show it, without writing anything.
+
+        A run left queued, running or paused by a process that is gone shows as interrupted, with
+        the step it restarts from. ``live_run_dirs``: see ``orphaned``.
+        """
+        status = self.status()
+        if orphaned(self, status, live_run_dirs):
+            return {**status, "state": "interrupted", "message": interrupted_message(status, self.has_checkpoint())}
+        return status
+
     # --- weights -------------------------------------------------------------------------------
     def save_data_info(self, info: dict) -> None:
         """What a trained model needs to classify a new image: class names, input size, mean and std."""
@@ -184,27 +180,53 @@ class Run:
             return None
         return torch.load(path, map_location="cpu", weights_only=True)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step``: a resumed run continues from its checkpoint, not from where it died."""
-        for name in ("metrics.jsonl", "probes.jsonl"):
-            kept = [record for record in read_jsonl(self.path / name).records if record.get("step", 0) <= step]
-            _write_atomic(self.path / name, "".join(json.dumps(record) + "\n" for record in kept))
+    def rewind_to(self, step: int) -> None:
+        """Keep exactly the records made before ``step``'s next training step, so that a resumed run
+        neither repeats nor loses one: metrics with step <= ``step``, probes with step < ``step``.
+
+        ``step`` is the checkpoint's step, or 0 for a run without one: it starts over with none.
+        """
+        keep = {"metrics.jsonl": lambda record: _step_of(record) <= step,
+                "probes.jsonl": lambda record: _step_of(record) < step}
+        for name, kept in keep.items():
+            path = self.path / name
+            if step <= 0:
+                path.unlink(missing_ok=True)
+            elif path.exists():
+                records = [record for record in read_jsonl(path).records if kept(record)]
+                _write_atomic(path, "".join(json.dumps(record, allow_nan=True) + "\n" for record in records))
+        self.update_status(checkpoint_step=step if step > 0 else None)
+
+    def write_error_log(self, text: str) -> None:
+        """The traceback of a run that failed unexpectedly, for whoever debugs it."""
+        (self.path / "error.log").write_text(text)
 
     def delete(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        for name in ("metrics.jsonl", "probes.jsonl"):
+            CACHE.forget(self.path / name)
 
-    def summary(self) -> dict:
-        """State and final numbers, for listings."""
-        status, config = self.status(), self.config()
-        metrics = self.metrics().records
-        last = {split: next((m for m in reversed(metrics) if m.get("split") == split), {}) for split in ("train", "test")}
+    def summary(self, live_run_dirs: set[str] | None = None) -> dict:
+        """State and final numbers, for listings; reads only (see ``shown_status``).
+
+        The last train and test records come from the end of metrics.jsonl, not from all of it.
+        """
+        status, config = self.shown_status(live_run_dirs), self.config()
+        last = last_records(self.path / "metrics.jsonl", {split: {"split": split} for split in ("train", "test")})
+        model, data = config.get("model"), config.get("data")
         return {
             "run_dir": str(self.path), "id": self.id, "state": status.get("state"), "message": status.get("message", ""),
-            "model": config.get("model", {}).get("name"), "dataset": config.get("data", {}).get("dataset"),
+            "model": model.get("name") if isinstance(model, dict) else None,
+            "dataset": data.get("dataset") if isinstance(data, dict) else None,
             "step": status.get("step", 0), "total_steps": status.get("total_steps"),
-            "train_error": last["train"].get("error"), "test_error": last["test"].get("error"),
-            "images_per_sec": status.get("images_per_sec"),
+            "train_error": last.get("train", {}).get("error"), "test_error": last.get("test", {}).get("error"),
+            "images_per_sec": status.get("images_per_sec"), "checkpoint_step": status.get("checkpoint_step"),
         }
+
+
+def _step_of(record: dict) -> float:
+    step = record.get("step")
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else float("inf")
 
 
 def list_runs(root: str | Path = DEFAULT_RUNS_DIR) -> list[Run]:
@@ -215,21 +237,42 @@ def list_runs(root: str | Path = DEFAULT_RUNS_DIR) -> list[Run]:
     return sorted(runs, key=lambda run: run.path.name)
 
 
+def orphaned(run: Run, status: dict, live_run_dirs: set[str] | None = None) -> bool:
+    """Whether ``run`` is left queued, running or paused by a process that is gone.
+
+    A run owned by another live process (a CLI training in another terminal) is not. With
+    ``live_run_dirs`` (the runs this process is training), one owned by this process but not among
+    them lost its job (a restarted server); without it, this process's own runs count as live.
+    """
+    if status.get("state") not in ACTIVE_STATES:
+        return False
+    pid = status.get("pid")
+    if pid == os.getpid():
+        return live_run_dirs is not None and str(run.path) not in live_run_dirs
+    return not pid_alive(pid)
+
+
+def interrupted_message(status: dict, has_checkpoint: bool) -> str:
+    """What an interrupted run says: where it was, and the step it will restart from."""
+    where = f"interrupted at step {status.get('step', 0)} when its process ended"
+    if not has_checkpoint:
+        return f"{where}, before its first checkpoint; restarts from step 0"
+    checkpoint = status.get("checkpoint_step")
+    if isinstance(checkpoint, int) and checkpoint > 0:
+        return f"{where}; resumes from the checkpoint at step {checkpoint}"
+    return f"{where}; resumes from its last checkpoint"  # a run saved before checkpoint_step was recorded
+
+
 def mark_interrupted(root: str | Path, live_run_dirs: set[str] = frozenset()) -> list[Run]:
     """Runs left queued, running or paused by a process that is gone are marked interrupted.
 
-    A run owned by another live process (a CLI training in another terminal) is left alone; one
-    owned by this process but not in ``live_run_dirs`` lost its job (a restarted server).
+    For the job manager that takes over a runs folder; a listing uses ``Run.shown_status``, which
+    writes nothing. ``live_run_dirs``: the runs this process is training (see ``orphaned``).
     """
     marked = []
     for run in list_runs(root):
         status = run.status()
-        if status.get("state") not in ACTIVE_STATES or str(run.path) in live_run_dirs:
-            continue
-        pid = status.get("pid")
-        if pid != os.getpid() and pid_alive(pid):
-            continue
-        run.set_status("interrupted", f"stopped at step {status.get('step', 0)} when its process ended; resumable"
-                       if run.has_checkpoint() else "stopped when its process ended, before a checkpoint")
-        marked.append(run)
+        if orphaned(run, status, set(live_run_dirs)):
+            run.set_status("interrupted", interrupted_message(status, run.has_checkpoint()))
+            marked.append(run)
     return marked

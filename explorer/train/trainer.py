@@ -33,11 +33,15 @@ EVAL_BATCH = 500
 
 
 class Control:
-    """Pause, resume and stop a training from another thread (the job manager, a page, Ctrl-C)."""
+    """Pause, resume and stop a training from another thread or process (the job manager, a page, Ctrl-C).
 
-    def __init__(self):
-        self._stop = threading.Event()
-        self._running = threading.Event()
+    ``event`` makes the two flags: ``threading.Event`` within a process, a multiprocessing
+    context's ``Event`` for a worker process (explorer/train/execution.py).
+    """
+
+    def __init__(self, event=threading.Event):
+        self._stop = event()
+        self._running = event()
         self._running.set()
 
     def stop(self) -> None:
@@ -58,8 +62,9 @@ class Control:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self) -> None:
-        self._running.wait()
+    def wait_while_paused(self, timeout: float | None = None) -> bool:
+        """Block until resumed or stopped; False if ``timeout`` passed first."""
+        return self._running.wait(timeout)
 
 
 @dataclass
@@ -205,7 +210,7 @@ def train(config: RunConfig, run: Run, control: Control | None = None, dataset: 
     except ValueError as error:  # bad settings, data that cannot be had, a model that cannot fit
         return _finish(run, progress, "failed", str(error))
     except Exception as error:  # noqa: BLE001 - a run must end with a state, never with a dead thread
-        (run.path / "error.log").write_text(traceback.format_exc())
+        run.write_error_log(traceback.format_exc())
         return _finish(run, progress, "failed", f"{type(error).__name__}: {error} (details in error.log)")
     finally:
         del training
@@ -250,7 +255,8 @@ def _prepare(config: RunConfig, run: Run, control: Control, dataset: ImageDatase
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_step = int(checkpoint["step"])
-        run.truncate_after(start_step)
+    # Records past the checkpoint (or all, without one) are made again: none twice, none lost.
+    run.rewind_to(start_step)
     progress.step = start_step
 
     loader_options = dict(device=device, mean=dataset.mean, std=dataset.std, channels_last=channels_last)
@@ -395,10 +401,11 @@ def _save(t: Training, step: int) -> None:
     state_dict = {key: value.detach().cpu().contiguous() for key, value in t.model.state_dict().items()}
     t.run.save_model(state_dict)
     t.run.save_checkpoint({"model": state_dict, "optimizer": t.optimizer.state_dict(), "step": step})
+    t.run.update_status(checkpoint_step=step)  # where an interrupted run will resume from
 
 
 def _finish(run: Run, progress: Progress, final_state: str, message: str) -> TrainResult:
-    if run.path.exists():
+    if run.exists():  # not a run deleted while it trained
         run.set_status(final_state, message, step=progress.step, images_per_sec=progress.images_per_sec)
     return TrainResult(str(run.path), final_state, message, progress.step, progress.total_steps,
                        progress.train_error, progress.test_error, progress.images_per_sec)

@@ -19,8 +19,14 @@ from explorer.analysis.gradcam import (
     state_dict_classifier,
 )
 from explorer.analysis.runs import run_label
-from explorer.data.images import SAMPLE_PHOTOS, SUPPORTED_FORMATS, ImageError, load_image_with_notes, sample_photo
-from explorer.models.weights import PRETRAINED_DEPTHS, cached_weights_path
+from explorer.data.images import (
+    MAX_IMAGE_UPLOAD_MB,
+    SAMPLE_PHOTOS,
+    SUPPORTED_FORMATS,
+    load_image_with_notes,
+    sample_photo,
+)
+from explorer.models.weights import MAX_WEIGHTS_UPLOAD_MB, PRETRAINED_DEPTHS, cached_weights_path
 from explorer.ui.jobs import all_runs
 
 PRETRAINED = [f"resnet{depth}" for depth in PRETRAINED_DEPTHS]
@@ -32,23 +38,60 @@ def pick_image() -> tuple[np.ndarray, list[str], str] | None:
     if source == "Sample photo":
         name = st.selectbox("Photo (bundled with scikit-image)", list(SAMPLE_PHOTOS))
         return sample_photo(name), [], name
-    upload = st.file_uploader("Image file", type=list(SUPPORTED_FORMATS),
+    upload = st.file_uploader("Image file", type=list(SUPPORTED_FORMATS), max_upload_size=MAX_IMAGE_UPLOAD_MB,
                               help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; any colour mode")
     if upload is None:
         st.info("Upload an image, or pick a sample photo.")
         return None
     try:
-        image, notes = load_image_with_notes(upload.getvalue(), name=upload.name)
-    except ImageError as error:
+        image, notes = load_image_with_notes(upload_bytes(upload, MAX_IMAGE_UPLOAD_MB, "images"), name=upload.name)
+    except ValueError as error:  # an ImageError, or a file over the cap
         st.error(str(error), icon=":material/error:")
         return None
     return image, notes, upload.name
 
 
+def upload_weights(label: str) -> bytes | None:
+    """A file uploader for a state_dict file, capped at MAX_WEIGHTS_UPLOAD_MB: its bytes, or None.
+
+    A file over the cap raises ValueError.
+    """
+    upload = st.file_uploader(label, type=["pth", "pt"], max_upload_size=MAX_WEIGHTS_UPLOAD_MB,
+                              help=f"A file made by torch.save, up to {MAX_WEIGHTS_UPLOAD_MB} MB (ResNet-152's is "
+                                   "about 230 MB); read with weights_only=True, so no code in it can run.")
+    return None if upload is None else upload_bytes(upload, MAX_WEIGHTS_UPLOAD_MB, "weights files")
+
+
+def upload_bytes(upload, cap_mb: int, what: str) -> bytes:
+    """The upload's bytes, or ValueError when it is over ``cap_mb``.
+
+    The widget's cap is kept by the browser; a request made without one meets only the server's
+    (larger) cap, so it is checked here again.
+    """
+    if upload.size > cap_mb * 2**20:
+        raise ValueError(f"{upload.name} is {upload.size / 2**20:,.1f} MB; {what} up to {cap_mb} MB are accepted")
+    return upload.getvalue()
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _cached(kind: str, key: str, _load) -> tuple[Classifier, threading.Lock]:
     # Shared read-only across sessions; the lock keeps two sessions' hooks off the same model at once.
-    return _load(), threading.Lock()
+    return _loaded(_load), threading.Lock()
+
+
+def _loaded(load) -> Classifier:
+    """``load()``, with anything it raises turned into a ValueError the page shows in one line.
+
+    The library refuses bad files with ValueError; whatever else torch may raise on a file we did
+    not foresee (a RuntimeError, running out of memory) must not reach the page as a traceback.
+    """
+    try:
+        return load()
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 - see above
+        text = str(error).strip().splitlines()
+        raise ValueError(f"{type(error).__name__}: {text[0][:200] if text else 'no details'}") from None
 
 
 def pretrained(name: str, weights: bytes | None = None) -> tuple[Classifier, threading.Lock]:

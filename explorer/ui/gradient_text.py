@@ -20,9 +20,11 @@ def explain_gradients(summaries: list[dict]) -> None:
                    "larger at the first block than at the last")
         line = (f"- **{summary['run']}** (step {summary['step']}): the gradient is {verdict} "
                 f"({summary['first']:.3g} vs {summary['last']:.3g}, ratio {ratio:.2g}).")
-        if summary["shortcut_share"] > 0:
-            line += f" On average {summary['shortcut_share']:.0%} of a block's input gradient norm arrives through its shortcut."
+        if summary["shortcut_over_branch"] is not None:
+            line += (f" At a block's input, the gradient through the shortcut has a median {summary['shortcut_over_branch']:.2g} "
+                     "times the norm of the gradient through the residual branch.")
         lines.append(line)
     st.markdown("**What our measurements say.**\n" + "\n".join(lines))
     st.caption("A vanishing gradient would show as a first-block norm many orders of magnitude below the last. "
-               "Read these numbers, not the paper's claim: they are this run's, at this step.")
+               "The shortcut's and the branch's parts are vectors whose norms do not add up to the total's, so they "
+               "are compared as a ratio. Read these numbers, not the paper's claim: they are this run's, at this step.")

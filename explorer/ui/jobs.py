@@ -1,33 +1,63 @@
-"""The one job manager every session shares, and widgets over the run store."""
+"""The one job manager every session shares, and widgets over the runs this session may see."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import streamlit as st
 
 from explorer.analysis.runs import RunRecords, read_run, run_label
-from explorer.train.jobs import JobManager
+from explorer.train.execution import LocalBackend
+from explorer.train.jobs import BACKEND_ENV, JobManager
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, list_runs
+from explorer.ui.session import Viewer, viewer
 
 MAX_CONCURRENT = int(os.environ.get("RESNET_EXPLORER_MAX_JOBS", "4"))
+# A student's session trains at most this many runs at once (a quick pair by default), so one
+# session cannot take every slot; the instructor's runs are not held to it.
+PER_SESSION = int(os.environ.get("RESNET_EXPLORER_JOBS_PER_SESSION", str(max(1, MAX_CONCURRENT // 2))))
 
 
-@st.cache_resource
-def job_manager() -> JobManager:
+@st.cache_resource(show_spinner=False)
+def _shared_manager() -> JobManager:
     # Shared by every session and kept across reruns: a slider move or a closed tab never stops a
     # run. Runs left active by a previous server are marked interrupted when it is created.
-    return JobManager(DEFAULT_RUNS_DIR, max_concurrent=MAX_CONCURRENT)
+    return JobManager(DEFAULT_RUNS_DIR, max_concurrent=MAX_CONCURRENT, per_owner=PER_SESSION)
 
 
-def all_runs() -> list[Run]:
+@st.cache_resource(show_spinner=False)
+def warm_workers() -> None:
+    """Start the worker processes' fork server in the background when the server starts, so that
+    the first run starts at once (it imports torch: seconds)."""
+    if (os.environ.get(BACKEND_ENV) or "local") == "local":
+        threading.Thread(target=LocalBackend().warm, name="warm-workers", daemon=True).start()
+
+
+def job_manager() -> JobManager:
+    """The shared manager; if its backend cannot start (Ray absent or unreachable), the page says
+    why and how to fix it, and stops."""
+    try:
+        return _shared_manager()
+    except ValueError as error:
+        st.error(f"Training is not available: {error} (the backend is chosen with ${BACKEND_ENV}).",
+                 icon=":material/error:")
+        st.stop()
+
+
+def all_runs(who: Viewer | None = None) -> list[Run]:
+    """The runs this session may see: its own and the shared ones (every run for the instructor)."""
     job_manager()  # marks runs of a previous server as interrupted before they are listed
-    return [run for run in list_runs(DEFAULT_RUNS_DIR) if run.exists()]
+    who = who or viewer()
+    return [run for run in list_runs(DEFAULT_RUNS_DIR) if run.exists() and who.sees(run.status())]
 
 
 def latest_group() -> list[Run]:
-    """The runs of the most recently started comparison (what the Train page shows after a reload)."""
-    runs = all_runs()
+    """This session's most recently started comparison (what the Train page shows after a reload);
+    the latest shared one when it has started none."""
+    who = viewer()
+    visible = all_runs(who)
+    runs = [run for run in visible if run.status().get("owner") == who.owner] or visible
     groups = [run.status().get("group") for run in runs]
     named = [group for group in groups if group]
     if not named:
@@ -61,8 +91,7 @@ def pick_runs(key: str, default: list[Run] | None = None, with_probes: bool = Fa
 def describe_state(status: dict, manager: JobManager, run: Run) -> str:
     state = status.get("state", "?")
     if state == "queued":
-        place = manager.queue_position(run.path)
-        return f"queued{f', number {place} in line' if place else ''} (at most {manager.max_concurrent} train at once)"
+        return manager.waiting_reason(run.path) or "queued"
     if state in ("running", "paused"):
         rate = status.get("images_per_sec")
         left = status.get("seconds_left")
@@ -70,4 +99,3 @@ def describe_state(status: dict, manager: JobManager, run: Run) -> str:
         return ", ".join(part for part in parts if part)
     message = status.get("message", "")
     return message if message.startswith(state) else f"{state}: {message}"
-

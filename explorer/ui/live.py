@@ -8,11 +8,13 @@ from explorer.analysis.runs import read_run, run_label
 from explorer.figures import training_curves_figure
 from explorer.train.store import Run
 from explorer.ui.jobs import describe_state, job_manager
+from explorer.ui.session import viewer
 
 REFRESH_SECONDS = 1.0
 
 
 def run_controls(run: Run, status: dict, key: str) -> None:
+    """The run's progress, and the buttons this session may use on it (another session's run has none)."""
     manager = job_manager()
     state = status.get("state")
     total = status.get("total_steps") or 0
@@ -20,22 +22,44 @@ def run_controls(run: Run, status: dict, key: str) -> None:
     left, right = st.columns([3, 2])
     left.progress(min(step / total, 1.0) if total else 0.0,
                   text=f"**{run_label(run)}**: step {step:,} of {total:,}; {describe_state(status, manager, run)}")
+    by = viewer().acting_as
+    if not manager.can_control(run, by):
+        right.caption("Started in another session: only it or the instructor can control this run.")
+        return
     buttons = right.columns(3)
     if state in ("running", "queued") and buttons[0].button("Pause", key=f"pause-{key}", icon=":material/pause:"):
-        st.toast(manager.pause(run.path))
+        _act(lambda: st.toast(manager.pause(run.path, by=by)))
     if state == "paused" and buttons[0].button("Resume", key=f"resume-{key}", icon=":material/play_arrow:"):
-        manager.resume(run.path)
+        _resume(manager, run, by)
     if state in ("running", "queued", "paused") and buttons[1].button("Stop", key=f"stop-{key}", icon=":material/stop:"):
-        st.toast(manager.stop(run.path))
+        _act(lambda: st.toast(manager.stop(run.path, by=by)))
     if state in ("stopped", "interrupted") and buttons[2].button("Resume", key=f"continue-{key}",
                                                                    icon=":material/replay:"):
-        try:
-            manager.resume(run.path)
-        except ValueError as error:
-            st.error(str(error))
+        _resume(manager, run, by)
+
+
+def _resume(manager, run: Run, by: str | None) -> None:
+    """Resume ``run`` and rerun the whole page: the panel then shows it queued or running and polls
+    it (whether the panel polls is decided on a full run); a refusal is shown instead."""
+    if _act(lambda: manager.resume(run.path, by=by)):
+        st.rerun()
+
+
+def _act(action) -> bool:
+    """Do ``action``; a refusal (the run ended or was resumed in another tab meanwhile, or it is not
+    this session's) is shown as a message. Whether it was done."""
+    try:
+        action()
+    except (ValueError, PermissionError) as error:
+        st.error(str(error), icon=":material/error:")
+        return False
+    return True
 
 
 ACTIVE = ("queued", "running", "paused")
+# While none of its runs is active, the panel still looks every few seconds, so that a run resumed
+# in another tab (or from the CLI) is picked up; it then reruns the page and polls every second.
+IDLE_REFRESH_SECONDS = 5.0
 
 
 def live_panel(run_dirs: list[str]) -> None:
@@ -44,7 +68,7 @@ def live_panel(run_dirs: list[str]) -> None:
     Only the fragment reruns, so every other widget stays usable while it polls.
     """
     active = any(Run(run_dir).status().get("state") in ACTIVE for run_dir in run_dirs if Run(run_dir).exists())
-    st.fragment(_panel, run_every=REFRESH_SECONDS if active else None)(run_dirs, active)
+    st.fragment(_panel, run_every=REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)(run_dirs, active)
 
 
 def _panel(run_dirs: list[str], was_active: bool) -> None:
@@ -68,5 +92,5 @@ def _panel(run_dirs: list[str], was_active: bool) -> None:
     for record in records:
         for problem in record.problems:
             st.caption(f"{record.label}: {problem}")
-    if was_active and not any(run.status().get("state") in ACTIVE for run in present):
-        st.rerun()  # all done: a full rerun redraws the panel without polling
+    if was_active != any(run.status().get("state") in ACTIVE for run in present):
+        st.rerun()  # all done, or one resumed elsewhere: a full rerun sets how often the panel polls

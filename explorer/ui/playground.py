@@ -106,9 +106,10 @@ def playground_settings() -> PlaygroundSettings:
 
     settings = PlaygroundSettings(**{name: state[_key(name)] for name in SPECS})
     state["pg_settings"] = settings
-    query = settings_to_query(settings)
-    if st.query_params.to_dict() != query:
-        st.query_params.from_dict(query)
+    # Only the settings' own parameters: others in the address (the instructor's token) stay.
+    for name, text in settings_to_query(settings).items():
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
     if settings == state.get("pg_url_settings"):  # until the student changes a setting
         for problem in state.get("pg_url_problems", []):
             st.warning(problem, icon=":material/link_off:")

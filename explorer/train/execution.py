@@ -1,0 +1,224 @@
+"""Where a training job runs: the execution backends behind the one job API (explorer/train/jobs.py).
+
+    local    worker processes on this machine, the default: the Streamlit server (or the CLI) only
+             queues, polls and draws; each run trains in a process of its own
+    thread   threads in the calling process: for notebooks and tests that want no processes
+    ray      Ray actors on a cluster (explorer/train/ray_backend.py; needs requirements-cluster.txt)
+
+A backend starts a job and gives back a ``Handle``: pause, resume, stop, wait, and the outcome,
+which is the trainer's ``TrainResult`` or, when the worker died, None and the reason. Everything
+else a run produces goes to its run folder, so pages read the same records whichever backend ran it.
+
+Why processes, measured on the 2-core machine (bench/results/execution-*): training in threads
+inside the Streamlit server made the Fig. 6 preset take 91-113 s with the page open against 53-57 s
+in a plain process; the server's own work (script runs, polling, garbage) shares the interpreter
+with the training threads. A process per run avoids that. How many threads each: torch in every
+process would otherwise ask for every core, and four processes with two threads each on two cores
+oversubscribe; a process gets the cores divided by the runs that will train at once (at least one).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from contextlib import contextmanager
+from multiprocessing import spawn
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from explorer.train import worker
+from explorer.train.config import RunConfig
+from explorer.train.store import Run
+from explorer.train.trainer import Control, TrainResult, train
+
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a backend needs to run one job; plain data, so it travels to a process or a cluster."""
+
+    config: dict  # RunConfig.to_json()
+    run_dir: str
+    checked: bool  # validated and fit-checked already (the trainer skips those checks)
+    threads: int  # torch intra-op threads for this run
+
+
+class Handle(Protocol):
+    control: Control
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the job has ended (within ``timeout`` seconds)."""
+
+    def outcome(self) -> tuple[TrainResult | None, str]:
+        """After ``wait``: the trainer's result, or None and why the worker ended without one."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def new_control(self) -> Control:
+        """A control a job can be paused or stopped with before it starts, and that its worker reads."""
+
+    def start(self, spec: JobSpec, control: Control) -> Handle:
+        """Start the job now (the manager has decided that it may)."""
+
+    def cpu_threads(self, concurrent: int) -> int:
+        """Torch threads for a run while ``concurrent`` runs train at once."""
+
+    def shutdown(self) -> None:
+        """Release what the backend holds (after the manager has stopped its jobs)."""
+
+
+def cpu_share(concurrent: int, cores: int | None = None) -> int:
+    """Cores divided among the runs that train at once, at least one each."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, concurrent))
+
+
+# --- thread ------------------------------------------------------------------------------------
+
+
+class ThreadHandle:
+    def __init__(self, spec: JobSpec, control: Control):
+        self.control = control
+        self._result: TrainResult | None = None
+        self._thread = threading.Thread(target=self._work, args=(spec,), name=f"train-{os.path.basename(spec.run_dir)}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _work(self, spec: JobSpec) -> None:
+        self._result = train(RunConfig.from_json(spec.config), Run(spec.run_dir), self.control, checked=spec.checked)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def outcome(self) -> tuple[TrainResult | None, str]:
+        return self._result, "" if self._result else "its thread ended without a result"
+
+
+class ThreadBackend:
+    """Threads in this process; several CPU runs share it through explorer/threads.py."""
+
+    name = "thread"
+
+    def new_control(self) -> Control:
+        return Control()
+
+    def start(self, spec: JobSpec, control: Control) -> ThreadHandle:
+        return ThreadHandle(spec, control)
+
+    def cpu_threads(self, concurrent: int) -> int:
+        return cpu_share(concurrent)
+
+    def shutdown(self) -> None:
+        pass
+
+
+# --- local processes ---------------------------------------------------------------------------
+
+
+class ProcessHandle:
+    def __init__(self, process, control: Control, results):
+        self.control = control
+        self._process = process
+        self._results = results
+        self._result: TrainResult | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._process.join(timeout)
+        return not self._process.is_alive()
+
+    def outcome(self) -> tuple[TrainResult | None, str]:
+        if self._result is None:
+            try:
+                if self._results.poll():
+                    self._result = TrainResult(**self._results.recv())
+            except (EOFError, OSError):
+                pass
+        if self._result is not None:
+            return self._result, ""
+        code = self._process.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        return None, f"its worker process {how}"
+
+    def kill(self) -> None:
+        """For tests and the load benchmark: the worker dies as it would if the OOM killer took it."""
+        self._process.kill()
+
+
+class LocalBackend:
+    """A worker process per run, forked from a server process that has imported torch once."""
+
+    name = "local"
+
+    def __init__(self):
+        # forkserver: each worker forks from a small server that imported the trainer once (a new
+        # process starts in milliseconds, not the seconds importing torch takes), and never from the
+        # Streamlit server, whose threads and locks a fork would copy mid-flight.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        self._context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            self._context.set_forkserver_preload(["explorer.train.worker"])
+            # The fork server starts as `python -c ...` and (up to Python 3.11) ignores the sys.path it
+            # is handed, so from another working folder its preload fails silently and every worker
+            # imports torch again (4 s here). It inherits the environment: put our root on its path.
+            root = str(Path(__file__).resolve().parents[2])
+            paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if root not in paths:
+                os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
+
+    def warm(self) -> None:
+        """Start the fork server now (a second or two), so that the first run starts at once."""
+        if self._context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+
+    def new_control(self) -> Control:
+        return Control(event=self._context.Event)
+
+    def start(self, spec: JobSpec, control: Control) -> ProcessHandle:
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=worker.run_job, args=(spec, control, sender, os.getpid()),
+                                        name=f"train-{os.path.basename(spec.run_dir)}", daemon=True)
+        with _without_main_module():
+            process.start()
+        sender.close()  # the worker holds the only writing end: a dead worker reads as EOF
+        return ProcessHandle(process, control, receiver)
+
+    def cpu_threads(self, concurrent: int) -> int:
+        return cpu_share(concurrent)
+
+    def shutdown(self) -> None:
+        pass
+
+
+_main_lock = threading.Lock()
+
+
+@contextmanager
+def _without_main_module():
+    """Start a worker without it importing this process's main module again.
+
+    multiprocessing makes every new process import the parent's ``__main__`` (as ``__mp_main__``)
+    when it has a file. Inside Streamlit that is the page script being run, so each worker would
+    run the whole app before training. The worker needs nothing from it (its target and arguments
+    are importable by name), so the instructions to import it are left out while it starts.
+    """
+    with _main_lock:
+        original = spawn.get_preparation_data
+
+        def without_main(name):
+            return {key: value for key, value in original(name).items() if not key.startswith("init_main")}
+
+        spawn.get_preparation_data = without_main
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original

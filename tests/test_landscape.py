@@ -1,0 +1,218 @@
+"""The loss landscape (explorer/analysis/landscape.py): the centre and a moved point against an
+independent loss computation, filter normalisation, BatchNorm held fixed, seeds shared by plain
+and residual twins, gaps for NaN, refusals and the CLI's JSON contract."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from explorer.analysis.landscape import (
+    filter_normalized_directions,
+    loss_landscape,
+    slice_losses,
+    surface_smoothness,
+)
+from explorer.cli import main
+from explorer.data import load_dataset
+from explorer.models import build_model, seeded_weights
+from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
+from explorer.train.store import Run
+from explorer.train.trainer import train
+
+TEST_IMAGES = 64
+
+
+def run_config(model: str) -> RunConfig:
+    return RunConfig(model=ModelConfig(name=model),
+                     data=DataConfig(dataset="shapes-easy", train_size=256, test_size=TEST_IMAGES, image_size=16),
+                     optim=OptimConfig(steps=30, batch_size=32), probes=ProbeConfig(probe_every=0), device="cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the 2 cores are shared with other test runs, and OpenMP's spinning
+    workers fight over them (a 30-step ResNet-8 run took 18 s with 2 threads under load, 2 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("landscape-runs")
+    made = {}
+    for model in ("cifar-resnet8", "cifar-plain8"):
+        config = run_config(model)
+        result = train(config, Run.create(root / model, config.to_json()))
+        assert result.state == "completed", result.message
+        made[model] = root / model
+    return made
+
+
+def rebuilt(run_dir, images: int = TEST_IMAGES):
+    """The run's model, test images and labels, rebuilt here without the library's loader."""
+    config = json.loads((run_dir / "config.json").read_text())
+    info = json.loads((run_dir / "data.json").read_text())
+    model = build_model(config["model"]["name"], num_classes=len(info["classes"]), input_size=info["image_size"])
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    data = config["data"]
+    dataset = load_dataset(data["dataset"], seed=config["seed"], train_size=data["train_size"],
+                           test_size=data["test_size"], image_size=data["image_size"])
+    x = torch.as_tensor(dataset.x_test[:images]).permute(0, 3, 1, 2).float() / 255
+    mean, std = torch.tensor(info["mean"]).view(1, 3, 1, 1), torch.tensor(info["std"]).view(1, 3, 1, 1)
+    return model.eval(), (x - mean) / std, torch.as_tensor(dataset.y_test[:images]).long()
+
+
+def loss_at(model, x, y) -> float:
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y).item()
+
+
+def test_the_centre_and_a_moved_point_equal_an_independent_computation(runs):
+    result = loss_landscape(runs["cifar-resnet8"], points=3, span=0.5, images=TEST_IMAGES, seed=7)
+    model, x, y = rebuilt(runs["cifar-resnet8"])
+    assert result["centre_loss"] == pytest.approx(loss_at(model, x, y), rel=1e-5)
+    assert result["loss"][1] == result["centre_loss"]
+    assert result["axis"] == [-0.5, 0.0, 0.5]
+    (direction,) = filter_normalized_directions(model, seed=7)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.add_(direction[name], alpha=0.5)
+    assert result["loss"][2] == pytest.approx(loss_at(model, x, y), rel=1e-4)
+    assert result["loss"][2] != pytest.approx(result["centre_loss"], rel=1e-3)  # the point did move
+
+
+def test_directions_are_filter_normalised_and_zero_for_batchnorm(runs):
+    model, _, _ = rebuilt(runs["cifar-resnet8"])
+    first, second = filter_normalized_directions(model, seed=3, count=2)
+    batchnorm = {f"{name}.{kind}" for name, module in model.named_modules()
+                 if isinstance(module, torch.nn.BatchNorm2d) for kind in ("weight", "bias")}
+    assert batchnorm and batchnorm <= first.keys()
+    for name, parameter in model.named_parameters():
+        if parameter.ndim <= 1:
+            assert not first[name].any() and not second[name].any(), name
+            continue
+        weight_norms = parameter.detach().flatten(1).norm(dim=1)
+        for direction in (first, second):
+            assert torch.allclose(direction[name].flatten(1).norm(dim=1), weight_norms, rtol=1e-5), name
+        assert not torch.allclose(first[name], second[name])
+    again, _ = filter_normalized_directions(model, seed=3, count=2)
+    assert all(torch.equal(again[name], first[name]) for name in first)
+    other, = filter_normalized_directions(model, seed=4)
+    assert not torch.allclose(other["fc.weight"], first["fc.weight"])
+
+
+def test_same_seed_same_directions_for_plain_and_residual_twins(runs):
+    with seeded_weights(0):
+        plain = build_model("cifar-plain8", num_classes=5, input_size=16)
+    with seeded_weights(0):
+        residual = build_model("cifar-resnet8", num_classes=5, input_size=16)
+    shapes = [(name, parameter.shape) for name, parameter in plain.named_parameters()]
+    assert shapes == [(name, parameter.shape) for name, parameter in residual.named_parameters()]
+    (plain_direction,), (residual_direction,) = (filter_normalized_directions(net, seed=5)
+                                                 for net in (plain, residual))
+    assert all(torch.equal(plain_direction[name], residual_direction[name]) for name, _ in shapes)
+    # Trained twins have different weights: the draws are still the same, only the filter norms differ.
+    trained = [rebuilt(runs[name])[0] for name in ("cifar-plain8", "cifar-resnet8")]
+    directions = [filter_normalized_directions(net, seed=5)[0] for net in trained]
+    for name, parameter in trained[0].named_parameters():
+        if parameter.ndim > 1:
+            unit = [d[name] / d[name].flatten(1).norm(dim=1).view(-1, *[1] * (parameter.ndim - 1)) for d in directions]
+            assert torch.allclose(unit[0], unit[1], atol=1e-6), name
+
+
+def test_a_slice_holds_batchnorm_fixed_and_gives_the_model_back(runs):
+    model, x, y = rebuilt(runs["cifar-plain8"], images=16)
+    model.train()  # the caller's mode; statistics would move if the slice evaluated in training mode
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    directions = filter_normalized_directions(model, seed=0, count=2)
+    grid = slice_losses(model, [(x, y)], directions, [-1.0, 0.0, 1.0])
+    assert model.training
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
+    assert len(grid["loss"]) == 3 and all(len(row) == 3 for row in grid["loss"])
+    with torch.no_grad():
+        model.eval()
+        assert grid["loss"][1][1] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
+
+
+def test_a_2d_slice_is_points_by_points(runs):
+    done = []
+    result = loss_landscape(runs["cifar-plain8"], points=3, dims=2, images=16,
+                            progress=lambda d, t: done.append((d, t)))
+    assert len(result["loss"]) == 3 and all(len(row) == 3 for row in result["loss"])
+    assert len(result["error"]) == 3 and all(len(row) == 3 for row in result["error"])
+    assert result["loss"][1][1] == result["centre_loss"]
+    assert done[-1] == (9, 9) and result["images"] == 16 and result["dims"] == 2
+    assert {"nonconvexity", "local_minima", "max_second_difference"} <= result["smoothness"].keys()
+
+
+def test_smoothness_measure_on_known_surfaces():
+    axis = [i / 10 for i in range(-10, 11)]
+    bowl = surface_smoothness([a * a * 3 for a in axis])
+    assert bowl["nonconvexity"] == 0 and bowl["local_minima"] == 1
+    assert bowl["max_second_difference"] == pytest.approx(8 / 20 ** 2)
+    zigzag = surface_smoothness([a * a + (0.5 if i % 2 else 0) for i, a in enumerate(axis)])
+    assert zigzag["nonconvexity"] > 0.4 and zigzag["local_minima"] > 5
+    surface = surface_smoothness([[a * a + b * b for a in axis] for b in axis])
+    assert surface["nonconvexity"] == 0 and surface["local_minima"] == 1
+    gaps = surface_smoothness([None, 4.0, 1.0, 0.0, 1.0, float("nan"), None])
+    assert gaps["gaps"] == 3 and gaps["local_minima"] == 1 and gaps["nonconvexity"] == 0
+
+
+def test_refusals(runs, tmp_path):
+    empty = Run.create(tmp_path / "no-model", run_config("cifar-resnet8").to_json())
+    with pytest.raises(ValueError, match="^no model.pt yet: "):
+        loss_landscape(empty.path)
+    mlp = Run.create(tmp_path / "mlp", run_config("mlp-residual").to_json())
+    shutil.copy(runs["cifar-resnet8"] / "model.pt", mlp.path / "model.pt")
+    with pytest.raises(ValueError, match="loss landscape is for the image nets"):
+        loss_landscape(mlp.path)
+    with pytest.raises(ValueError, match=r"^would take about .* s .*; lower --points or --images$"):
+        loss_landscape(runs["cifar-resnet8"], points=41, dims=2, images=8, max_seconds=0.01)
+    for bad in ({"points": 2}, {"span": 0}, {"span": float("nan")}, {"dims": 3}):
+        with pytest.raises(ValueError):
+            loss_landscape(runs["cifar-resnet8"], **bad)
+
+
+def test_nan_far_from_the_centre_is_null_in_the_cli_json(runs, capsys):
+    # 1e38 times a filter-sized direction overflows float32: the losses there are NaN.
+    code = main(["landscape", str(runs["cifar-resnet8"]), "--points", "3", "--span", "1e38", "--images", "8",
+                 "--device", "cpu", "--json"])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    (result,) = json.loads(last, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert result["loss"][0] is None and result["loss"][2] is None
+    assert math.isfinite(result["loss"][1]) and result["smoothness"]["gaps"] == 2
+
+
+def test_cli_json_contract_and_table(runs, capsys):
+    code = main(["landscape", str(runs["cifar-resnet8"]), str(runs["cifar-plain8"]), "--points", "5", "--span", "0.4",
+                 "--images", "16", "--device", "cpu", "--json"])
+    assert code == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [result["model"] for result in results] == ["cifar-resnet8", "cifar-plain8"]
+    for result in results:
+        assert {"run_dir", "axis", "loss", "images", "seconds"} <= result.keys()
+        assert result["axis"][0] == -0.4 and result["axis"][-1] == 0.4 and len(result["loss"]) == 5
+        assert result["images"] == 16 and result["seconds"] > 0
+    assert main(["landscape", str(runs["cifar-plain8"]), "--points", "3", "--dims", "2", "--images", "8",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "centre loss" in out and "non-convexity" in out and len(out.strip().splitlines()) == 5
+    assert main(["landscape", str(runs["cifar-plain8"]), "--points", "41", "--dims", "2", "--max-seconds", "1e-6",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: would take about") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_centre_agrees_with_the_cpu(runs):
+    cpu = loss_landscape(runs["cifar-resnet8"], points=3, images=32, device="cpu")
+    cuda = loss_landscape(runs["cifar-resnet8"], points=3, images=32, device="cuda")
+    assert cuda["device"] == "cuda" and cuda["axis"] == cpu["axis"]
+    assert cuda["centre_loss"] == pytest.approx(cpu["centre_loss"], rel=1e-2)  # TF32 convolutions on the GPU
