@@ -1,12 +1,18 @@
 """The real app in a real browser: Playwright drives Debian's Chromium against `streamlit run`."""
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,16 +33,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextmanager
+def _streamlit(extra_env: dict | None = None):
+    """`streamlit run explorer/app.py` on a free port of 127.0.0.1; yields (url, its process)."""
     port = _free_port()
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a server whose pipe nobody reads stalls once it is full
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # Pretrained weights come from a port where nothing listens: offline, whatever the machine.
         env={**os.environ, "RESNET_EXPLORER_WEIGHTS_URL": "http://127.0.0.1:9",
-             "TORCH_HOME": str(ROOT / "test-artifacts" / "torch-home")},
+             "TORCH_HOME": str(ROOT / "test-artifacts" / "torch-home"), **(extra_env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -49,14 +57,26 @@ def server():
             pass
         if process.poll() is not None or time.time() > deadline:
             process.kill()
-            pytest.fail(f"streamlit did not start:\n{process.stdout.read()}")
+            log.seek(0)
+            pytest.fail(f"streamlit did not start:\n{log.read()}")
         time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        with suppress(ProcessLookupError):  # a worker or fork server of this server's that outlived it
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with _streamlit() as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +301,212 @@ def test_gradcam_with_an_upload_a_sample_photo_and_trained_runs(server, browser,
     page.close()
     for model in ("cifar-plain8", "cifar-resnet8"):  # the other pages' tests expect their own runs to be the latest
         shutil.rmtree(DEFAULT_RUNS_DIR / f"browser-gradcam-{model}", ignore_errors=True)
+
+
+# --- a class: students on one server, training in worker processes (issue 12) -------------------
+
+SESSION_COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(scope="module")
+def student_server(tmp_path_factory):
+    """A server that treats this machine as a student (every browser here is one), its runs apart."""
+    runs = tmp_path_factory.mktemp("student-runs")
+    with _streamlit({"RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR": "0", "RESNET_EXPLORER_RUNS": str(runs)}) as (url, process):
+        yield SimpleNamespace(url=url, pid=process.pid, runs=runs)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # the fields after the command name
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(the process's own CPU seconds, its descendants'), from /proc: utime + stime, and for the
+    descendants also the children they reaped (cutime + cstime), so a worker that ended still counts."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _proc_stat(int(entry))):
+            parents[int(entry)] = int(fields[1])
+    tree, grew = {pid}, True
+    while grew:
+        found = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    fields = _proc_stat(pid) or ["0"] * 15
+    own = (int(fields[11]) + int(fields[12])) / TICK
+    children = (int(fields[13]) + int(fields[14])) / TICK
+    for child in tree - {pid}:
+        if child_fields := _proc_stat(child):
+            children += sum(int(value) for value in child_fields[11:15]) / TICK
+    return own, children
+
+
+def _wait_until_server_rests(pid: int, timeout: float = 120) -> None:
+    """Until the server's own process is nearly idle: its background warm-up (tracing the paper's
+    models for the Complexity page) runs in it for a while after it starts."""
+    deadline = time.time() + timeout
+    last = _cpu_seconds(pid)[0]
+    while time.time() < deadline:
+        time.sleep(2)
+        now = _cpu_seconds(pid)[0]
+        if now - last < 0.3:
+            return
+        last = now
+    raise AssertionError("the server process kept working while nothing was asked of it")
+
+
+def _session_key(context, timeout: float = 30) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for cookie in context.cookies():
+            if cookie["name"] == SESSION_COOKIE:
+                return cookie["value"]
+        time.sleep(0.2)
+    raise AssertionError(f"the app set no {SESSION_COOKIE} cookie")
+
+
+def _open_train(context, url: str):
+    page = context.new_page()
+    page.goto(f"{url}/train")
+    page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Start").wait_for(timeout=60_000)
+    wait_until_idle(page)
+    return page
+
+
+def _start_quick_pair(page, steps: int, images: int, smallest_net: bool = True) -> None:
+    """Fill the Train page's form for a quick pair and click Start (16x16 images, the CPU default)."""
+    for label, value in (("Steps (quick, custom)", steps), ("Training images (quick, custom)", images)):
+        page.get_by_label(label).fill(str(value))
+        page.get_by_label(label).press("Tab")
+    sliders = ["Batch size (quick, custom)", "Image size (quick, custom)"]
+    for label in sliders + (["Depth (quick pair)"] if smallest_net else []):
+        slider = page.get_by_role("slider", name=label)
+        slider.focus()
+        slider.press("Home")  # depth 8, batch 16, 16 pixels: the smallest of each
+    assert page.get_by_role("slider", name="Image size (quick, custom)").get_attribute("aria-valuetext") == "16"
+    page.get_by_role("button", name="Start").click()
+
+
+def _runs_of(runs: Path, key: str) -> dict[str, dict]:
+    """Run folder name -> status, for the runs whose status.json names ``key`` as their owner."""
+    found = {}
+    for path in runs.glob("*/status.json"):
+        try:
+            status = json.loads(path.read_text())
+        except ValueError:  # being replaced at this moment; the next look reads it
+            continue
+        if status.get("owner") == key:
+            found[path.parent.name] = status
+    return found
+
+
+def _wait_for_runs(runs: Path, key: str, condition, timeout: float = 120) -> dict[str, dict]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = _runs_of(runs, key)
+        if len(found) == 2 and all(condition(status) for status in found.values()):
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{key}'s runs never got there: {_runs_of(runs, key)}")
+
+
+def _listed_run_ids(page) -> list[str]:
+    """The ids in the Runs page's table, read from the grid's accessible copy (the grid is a canvas)."""
+    page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=60_000)
+    wait_until_idle(page)
+    grid = page.locator("[data-testid='stDataFrame'] table[role='grid']")
+    grid.wait_for(state="attached", timeout=30_000)
+    ids = grid.locator("td[aria-colindex='1']").all_inner_texts()
+    assert len(ids) == int(grid.get_attribute("aria-rowcount")) - 1, "the grid left rows out"
+    return ids
+
+
+def test_two_students_each_see_only_their_own_runs(student_server, browser):
+    from PIL import Image
+
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 1000}) for _ in range(2)]
+    pages = [_open_train(context, student_server.url) for context in contexts]
+    keys = [_session_key(context) for context in contexts]
+    assert keys[0] != keys[1]
+    for page in pages:  # both train at once
+        _start_quick_pair(page, steps=10, images=100)
+    owned = [_wait_for_runs(student_server.runs, key, lambda status: status.get("state") == "completed")
+             for key in keys]
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    shots = []
+    for number, (page, own, other) in enumerate(zip(pages, owned, owned[::-1]), 1):
+        page.get_by_role("link", name="Runs", exact=True).first.click()
+        listed = _listed_run_ids(page)
+        assert sorted(listed) == sorted(own), f"student {number} sees {listed}, owns {sorted(own)}"
+        assert not set(listed) & set(other)
+        assert page.get_by_text("a student's").count() == 0
+        page.locator(".js-plotly-plot").first.wait_for()  # drawn, for the screenshot
+        assert_no_error(page, f"student-{number}-runs")
+        shots.append(Image.open(SCREENSHOTS / f"student-{number}-runs.png"))
+    both = Image.new("RGB", (shots[0].width + shots[1].width + 16, max(shot.height for shot in shots)), "black")
+    both.paste(shots[0], (0, 0))
+    both.paste(shots[1], (shots[0].width + 16, 0))
+    both.save(SCREENSHOTS / "two-students-runs.png")
+
+    # A new tab of the same browser brings back the same key, and so the same runs.
+    again = contexts[0].new_page()
+    again.goto(f"{student_server.url}/runs")
+    assert sorted(_listed_run_ids(again)) == sorted(owned[0])
+    for context in contexts:
+        context.close()
+
+
+def test_training_runs_in_workers_not_in_the_server_process(student_server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = _open_train(context, student_server.url)
+    key = _session_key(context)
+    _wait_until_server_rests(student_server.pid)
+    server_before, workers_before = _cpu_seconds(student_server.pid)
+    # ResNet-20 and plain-20 (the default depth), a few seconds of training each, the page open.
+    _start_quick_pair(page, steps=200, images=400, smallest_net=False)
+    page.get_by_text("running").first.wait_for(timeout=60_000)
+    _wait_for_runs(student_server.runs, key, lambda status: status.get("state") == "completed", timeout=150)
+    server_after, workers_after = _cpu_seconds(student_server.pid)
+    server, workers = server_after - server_before, workers_after - workers_before
+    print(f"CPU seconds while the pair trained: server process {server:.2f}, its workers {workers:.2f}")
+    page.get_by_text("completed").first.wait_for(timeout=30_000)
+    assert_no_error(page, "student-train-done")
+    assert workers > 2, f"the workers used only {workers:.1f} CPU seconds: did anything train?"
+    assert server < 0.25 * workers, f"the server process used {server:.1f} CPU seconds, its workers {workers:.1f}"
+    context.close()
+
+
+def test_a_killed_worker_leaves_the_run_resumable_from_its_checkpoint(student_server, browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = _open_train(context, student_server.url)
+    key = _session_key(context)
+    _start_quick_pair(page, steps=1000, images=200)  # a checkpoint every 100 steps
+    # Killed between a checkpoint and the next, so that the last logged step is not the checkpoint's.
+    running = _wait_for_runs(student_server.runs, key, lambda status: status.get("state") == "running"
+                             and status.get("step", 0) > (status.get("checkpoint_step") or 10**9) >= 100)
+    server_session = set()  # the server started a session of its own: its fork server and workers are in it
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _proc_stat(int(entry))) and int(fields[3]) == student_server.pid:
+            server_session.add(int(entry))
+    for status in running.values():
+        assert status["pid"] in server_session, f"worker {status['pid']} is not this server's"  # only ours, by id
+        os.kill(status["pid"], signal.SIGKILL)
+    ended = _wait_for_runs(student_server.runs, key, lambda status: status.get("state") == "interrupted", timeout=60)
+    for status in ended.values():
+        checkpoint = status["checkpoint_step"]
+        assert status["step"] >= checkpoint, status  # > but for a checkpoint written in the instant before the kill
+        assert f"resumes from the checkpoint at step {checkpoint}" in status["message"], status["message"]
+        page.get_by_text(f"resumes from the checkpoint at step {checkpoint}").first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Resume").count() == 2
+    assert_no_error(page, "student-worker-killed")
+
+    page.get_by_role("button", name="Resume").first.click()  # picked up at once, not after a minute
+    page.get_by_text(" of 1,000; running").first.wait_for(timeout=30_000)
+    context.close()
