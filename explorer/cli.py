@@ -312,23 +312,27 @@ def command_playground(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluations_progress(what: str):
+    """A ``progress(done, total)`` that redraws one stderr line: WHAT: N of M evaluations."""
+
+    def report(done: int, total: int) -> None:
+        sys.stderr.write(f"\r{what}: {done:,} of {total:,} evaluations   ")
+        sys.stderr.flush()
+
+    return report
+
+
 def command_lesion(args: argparse.Namespace) -> int:
     """Delete blocks of trained runs at test time (Veit et al., 2016) and print the errors."""
     from explorer.analysis.lesion import lesion_study
 
     show = sys.stderr.isatty() and not args.json
 
-    def progress(what: str):
-        def report(done: int, total: int) -> None:
-            sys.stderr.write(f"\r{what}: {done:,} of {total:,} evaluations   ")
-            sys.stderr.flush()
-        return report
-
     results = []
     for run_dir in args.run_dirs:
         results.append(lesion_study(run_dir, blocks=args.blocks, images=args.images, draws=args.draws,
                                     seed=args.seed, device=args.device,
-                                    progress=progress(f"lesion study of {run_dir}") if show else None))
+                                    progress=_evaluations_progress(f"lesion study of {run_dir}") if show else None))
         if show:
             sys.stderr.write("\n")
     if args.json:
@@ -356,18 +360,12 @@ def command_landscape(args: argparse.Namespace) -> int:
 
     show = sys.stderr.isatty() and not args.json
 
-    def progress(what: str):
-        def report(done: int, total: int) -> None:
-            sys.stderr.write(f"\r{what}: {done:,} of {total:,} evaluations   ")
-            sys.stderr.flush()
-        return report
-
     results = []
     for run_dir in args.run_dirs:
         results.append(loss_landscape(run_dir, points=args.points, span=args.span, images=args.images,
                                       dims=args.dims, seed=args.seed, device=args.device,
                                       max_seconds=args.max_seconds if args.max_seconds > 0 else None,
-                                      progress=progress(f"loss landscape of {run_dir}") if show else None))
+                                      progress=_evaluations_progress(f"loss landscape of {run_dir}") if show else None))
         if show:
             sys.stderr.write("\n")
     if args.json:
