@@ -174,10 +174,10 @@ class Server:
     """``streamlit run explorer/app.py`` on 127.0.0.1 in a session of its own, so that ``close``
     ends it, its fork server and its workers together; a context manager that always does."""
 
-    def __init__(self, runs_dir: str | Path, env: dict | None = None, log: str | Path | None = None):
+    def __init__(self, runs_dir: str | Path, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log or os.devnull, "w")
+        self.log = tempfile.TemporaryFile("w+")  # shown if it does not start; gone with it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -192,7 +192,8 @@ class Server:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited with code {self.process.returncode}")
+                self.log.seek(0)
+                raise RuntimeError(f"streamlit exited with code {self.process.returncode}:\n{self.log.read()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
                     if response.status == 200:
@@ -287,7 +288,7 @@ def in_the_app(key: str, title_start: str, models: int, screenshots: bool, away:
 
     runs_dir = Path(tempfile.mkdtemp(prefix="app-preset-runs-"))
     try:
-        with Server(runs_dir, log=runs_dir.parent / f"{runs_dir.name}.log") as server, sync_playwright() as playwright:
+        with Server(runs_dir) as server, sync_playwright() as playwright:
             server.wait_healthy()
             browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1400, "height": 1700})

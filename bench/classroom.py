@@ -1,0 +1,311 @@
+"""A class on one server: browser sessions that each start a quick pair, in waves.
+
+    python bench/classroom.py [--sessions 30] [--wave 5]
+
+One ``streamlit run explorer/app.py`` on 127.0.0.1 with RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0, so
+that every session is a student although all come from this machine, its runs in a fresh folder.
+Each session is a headless Chromium context of its own (its own cookies: its own key); a wave of
+them opens the Train page and starts a quick pair at small settings (depth 8, the form's fewest
+steps, batch 16, 100 training images, 16x16 pixels). While a wave's runs train, every open
+session clicks between the Train and Runs pages in the sidebar: the time from the click to the
+new page's title is one sample of how fast a page answers.
+
+Measured and checked:
+
+- every run completes (two per session, all "completed" in their status.json);
+- no session sees another's runs: each session's Runs page lists exactly the run folders whose
+  status.json names its key as owner (the key is its cookie), when its wave ends and again at the
+  end in a new tab of the same browser context;
+- a click on another page answers within 1 s at the 95th percentile;
+- the server process's memory (RSS, from /proc) before the class and after it.
+
+The load average before is written beside the numbers: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+from app_preset import SCREENSHOTS, CpuSampler, Server, launch_chromium, rss_mb, run_states, wait_for_script
+
+COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
+PAIR = {"Steps (quick, custom)": "10", "Training images (quick, custom)": "100"}
+SLIDERS = {"Depth (quick pair)": "8", "Batch size (quick, custom)": "16", "Image size (quick, custom)": "16"}
+CLICK_TIMEOUT_S = 30
+
+
+class Student:
+    def __init__(self, number: int, browser, url: str):
+        self.number = number
+        self.url = url
+        self.context = browser.new_context(viewport={"width": 1300, "height": 1100})
+        self.page = None
+        self.key: str | None = None
+        self.clicked_at: float | None = None  # time.time() of Start
+        self.start_retries = 0
+
+    def open_train(self) -> None:
+        self.page = self.context.new_page()
+        self.page.goto(f"{self.url}/train")
+        self.page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=120_000)
+        self.page.get_by_role("button", name="Start").wait_for(timeout=120_000)
+        wait_for_script(self.page)
+        self.key = self._cookie()
+
+    def _cookie(self, timeout: float = 30) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for cookie in self.context.cookies():
+                if cookie["name"] == COOKIE:
+                    return cookie["value"]
+            time.sleep(0.2)
+        raise AssertionError(f"session {self.number}: the app set no {COOKIE} cookie")
+
+    def start_pair(self, runs_dir: Path) -> None:
+        page = self.page
+        for label, value in PAIR.items():
+            page.get_by_label(label).fill(value)
+            page.get_by_label(label).press("Tab")
+        for label, value in SLIDERS.items():
+            slider = page.get_by_role("slider", name=label)
+            slider.focus()
+            slider.press("Home")  # the smallest of each: 8, 16, 16
+            assert slider.get_attribute("aria-valuetext") == value, (label, slider.get_attribute("aria-valuetext"))
+        for attempt in range(2):
+            self.clicked_at = time.time()
+            page.get_by_role("button", name="Start").click()
+            if self._wait_own_runs(runs_dir, 2, timeout=60):
+                return
+            self.start_retries += 1  # a click lost while the page redrew: a student clicks again
+        raise AssertionError(f"session {self.number}: Start made no runs")
+
+    def _wait_own_runs(self, runs_dir: Path, count: int, timeout: float) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(self.own_runs(runs_dir)) >= count:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def own_runs(self, runs_dir: Path) -> dict[str, dict]:
+        return {run: status for run, status in run_states(runs_dir).items() if status.get("owner") == self.key}
+
+    def go(self, title: str) -> float:
+        """Click the sidebar link to ``title``; seconds until that page's title shows (inf if never)."""
+        link = self.page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True)
+        started = time.perf_counter()
+        link.click()
+        try:
+            self.page.get_by_role("heading", name=title, exact=True).wait_for(timeout=CLICK_TIMEOUT_S * 1000)
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: a click that never answered
+            return math.inf
+        return time.perf_counter() - started
+
+    def listed_run_ids(self) -> list[str]:
+        """The ids in the Runs page's table (its accessible copy of the canvas grid)."""
+        page = self.page
+        page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=60_000)
+        wait_for_script(page)
+        if page.get_by_text("No runs yet").count():
+            return []
+        grid = page.locator("[data-testid='stDataFrame'] table[role='grid']")
+        grid.wait_for(state="attached", timeout=60_000)
+        rows = int(grid.get_attribute("aria-rowcount")) - 1  # less the header
+        ids = grid.locator("td[aria-colindex='1']").all_inner_texts()
+        assert len(ids) == rows, f"the grid drew {len(ids)} of {rows} rows"
+        return ids
+
+    def check_sees_only_own(self, runs_dir: Path) -> list[str]:
+        """Problems (none: this session's Runs page lists exactly its own runs)."""
+        own = set(self.own_runs(runs_dir))
+        listed = self.listed_run_ids()
+        problems = []
+        if set(listed) != own:
+            others = sorted(set(listed) - own)
+            missing = sorted(own - set(listed))
+            problems.append(f"session {self.number}: lists {len(others)} run(s) of others {others[:3]}, misses {missing}")
+        return problems
+
+    def close_page(self) -> None:
+        if self.page is not None:
+            self.page.close()
+            self.page = None
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def all_done(runs_dir: Path, count: int) -> bool:
+    states = run_states(runs_dir)
+    return len(states) >= count and all(s.get("state") not in (None, "queued", "running", "paused")
+                                        for s in states.values())
+
+
+def side_by_side(first: Path, second: Path, out: Path) -> None:
+    from PIL import Image
+
+    left, right = Image.open(first), Image.open(second)
+    both = Image.new("RGB", (left.width + right.width + 20, max(left.height, right.height)), "white")
+    both.paste(left, (0, 0))
+    both.paste(right, (left.width + 20, 0))
+    both.save(out)
+
+
+def run_class(sessions: int, wave: int, deadline_s: float) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="classroom-runs-"))
+    started = time.time()
+    clicks: list[float] = []
+    problems: list[str] = []
+    waves = []
+    try:
+        with Server(runs_dir, env={"RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR": "0"}) as server, \
+                sync_playwright() as playwright:
+            server.wait_healthy()
+            server.wait_quiet()  # its background warm-up has ended: "before" is the server at rest
+            memory_before = rss_mb(server.pid)
+            browser = launch_chromium(playwright)
+            students: list[Student] = []
+            with CpuSampler(server.pid) as cpu:
+                for first in range(0, sessions, wave):
+                    if time.time() - started > deadline_s:
+                        raise TimeoutError(f"the class ran past {deadline_s:.0f} s")
+                    group = [Student(number, browser, server.url) for number in range(first, min(sessions, first + wave))]
+                    students += group
+                    wave_started = time.time()
+                    for student in group:
+                        student.open_train()
+                        student.start_pair(runs_dir)
+                    expected = 2 * len(students)
+                    wave_clicks = []
+                    # While the wave's runs train, each open session clicks to the Runs page and back.
+                    while not all_done(runs_dir, expected) or not wave_clicks:
+                        for student in group:
+                            wave_clicks.append(student.go("Runs"))
+                            wave_clicks.append(student.go("Train"))
+                        if time.time() - wave_started > 600:
+                            raise TimeoutError(f"wave {len(waves) + 1}'s runs did not end in 600 s")
+                    trained = time.time()
+                    for student in group:
+                        student.go("Runs")
+                        problems += student.check_sees_only_own(runs_dir)
+                    if first == 0 and len(group) >= 2:
+                        SCREENSHOTS.mkdir(exist_ok=True)
+                        shots = []
+                        for student in group[:2]:
+                            shots.append(SCREENSHOTS / f"classroom-student-{student.number + 1}-runs.png")
+                            student.page.screenshot(path=str(shots[-1]))
+                        side_by_side(*shots, SCREENSHOTS / "classroom-two-students-runs.png")
+                    for student in group:
+                        student.close_page()
+                    finished = [(status.get("updated", trained) - student.clicked_at)
+                                for student in group for status in student.own_runs(runs_dir).values()]
+                    waves.append({"sessions": len(group), "seconds": trained - wave_started,
+                                  "click_to_both_runs_done_s": max(finished), "clicks": len(wave_clicks),
+                                  "click_p95_s": percentile(wave_clicks, 0.95), "load_after": os.getloadavg()[0]})
+                    clicks += wave_clicks
+                    print(f"wave {len(waves)}: {waves[-1]}", file=sys.stderr)
+            memory_after = rss_mb(server.pid)
+            # Again, in a new tab of each student's browser: the cookie brings back the same key.
+            for student in students:
+                student.page = student.context.new_page()
+                student.page.goto(f"{server.url}/runs")
+                problems += student.check_sees_only_own(runs_dir)
+                student.close_page()
+                student.context.close()
+            memory_end = rss_mb(server.pid)
+            browser.close()
+            states = run_states(runs_dir)
+            owners = {}
+            for status in states.values():
+                owners.setdefault(status.get("owner"), []).append(status.get("state"))
+            keys = {student.key for student in students}
+            return {
+                "runs": len(states), "completed": sum(s.get("state") == "completed" for s in states.values()),
+                "states": sorted({s.get("state") for s in states.values()}),
+                "sessions": len(students), "distinct_keys": len(keys),
+                "every_session_two_runs": all(len(owners.get(key, [])) == 2 for key in keys),
+                "runs_of_no_session": sum(len(v) for owner, v in owners.items() if owner not in keys),
+                "problems": problems, "start_retries": sum(student.start_retries for student in students),
+                "clicks": clicks, "waves": waves, "cpu": cpu.used(),
+                "memory_before": memory_before, "memory_after": memory_after, "memory_end": memory_end,
+                "seconds": time.time() - started,
+            }
+    finally:
+        shutil.rmtree(runs_dir, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--wave", type=int, default=5, help="sessions that open the app and train at once")
+    parser.add_argument("--deadline", type=float, default=40 * 60, help="seconds the whole class may take")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    result = run_class(args.sessions, args.wave, args.deadline)
+    clicks = [click for click in result["clicks"] if math.isfinite(click)]
+    lost = len(result["clicks"]) - len(clicks)
+    p50, p95 = percentile(result["clicks"], 0.5), percentile(result["clicks"], 0.95)
+    checks = {
+        "every run completed": result["runs"] == 2 * args.sessions and result["completed"] == result["runs"],
+        "no session saw another's runs": not result["problems"] and result["every_session_two_runs"],
+        "a click answers within 1 s at the 95th percentile": p95 <= 1.0,
+    }
+    from explorer.device import resolve_device
+
+    payload = {"sessions": args.sessions, "wave": args.wave, "load_before": load, "click_p50_s": p50,
+               "click_p95_s": p95, "click_max_s": max(result["clicks"]), "clicks_unanswered": lost,
+               "checks": checks, **result}
+    memory = (f"{result['memory_before']['rss_mb']:.0f} MB before the class, {result['memory_after']['rss_mb']:.0f} MB "
+              f"after its last wave, {result['memory_end']['rss_mb']:.0f} MB after every session's last look; peak "
+              f"{result['memory_end']['peak_rss_mb']:.0f} MB")
+    lines = [
+        f"# A class of {args.sessions} browser sessions on one server",
+        f"Headless Chromium, one browser context (cookie, key) per student, {args.wave} at a time; each starts a "
+        f"quick pair at depth 8, 10 steps, batch 16, 100 images, 16x16 pixels; the server treats 127.0.0.1 as a "
+        f"student (RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0). Load average (1 min) before: {load[0]:.2f} "
+        f"({load[1]:.2f} over 5 min). The whole class took {result['seconds']:.0f} s.",
+        "",
+        "| check | result |",
+        "|---|---|",
+        *(f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in checks.items()),
+        "",
+        f"- Runs: {result['runs']} ({result['completed']} completed; states {', '.join(result['states'])}), "
+        f"{result['distinct_keys']} distinct session keys, every session with exactly its two: "
+        f"{result['every_session_two_runs']}; runs of no session: {result['runs_of_no_session']}.",
+        f"- Sessions that saw another's runs or missed their own: {len(result['problems'])}"
+        + (f" ({'; '.join(result['problems'][:3])})" if result["problems"] else "") + ".",
+        f"- A click on the sidebar (Train to Runs or back) to the new page's title, while runs trained: "
+        f"{len(result['clicks'])} clicks, median {p50:.2f} s, 95th percentile **{p95:.2f} s**, slowest "
+        f"{max(result['clicks']):.2f} s; unanswered within {CLICK_TIMEOUT_S} s: {lost}. Start clicked again "
+        f"(lost click): {result['start_retries']}.",
+        f"- Server process memory (RSS): {memory}.",
+        f"- CPU during the class: the server's own process {result['cpu']['own_cpu_s']:.0f} s, its fork server "
+        f"and workers {result['cpu']['descendants_cpu_s']:.0f} s.",
+        "",
+        "| wave | sessions | seconds | Start to both runs done (slowest) | clicks | click p95 (s) | load after |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *(f"| {index + 1} | {wave['sessions']} | {wave['seconds']:.0f} | {wave['click_to_both_runs_done_s']:.0f} s | "
+          f"{wave['clicks']} | {wave['click_p95_s']:.2f} | {wave['load_after']:.2f} |"
+          for index, wave in enumerate(result["waves"])),
+    ]
+    common.record("classroom", resolve_device("cpu"), payload, lines)
+    if not all(checks.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the server's `finally` runs
+    main()
