@@ -155,9 +155,10 @@ class Neighbours:
     def __exit__(self, *exc) -> None:
         self._tree.__exit__(*exc)
         end, ours = machine_cpu(), self._tree.used()
-        self.used = {"others_cpu_s": end["busy_s"] - self._start["busy_s"] - ours["own_cpu_s"] - ours["descendants_cpu_s"],
-                     "steal_s": end["steal_s"] - self._start["steal_s"], "ours_cpu_s": ours["own_cpu_s"] +
-                     ours["descendants_cpu_s"], "seconds": ours["seconds"]}
+        ours_s = ours["own_cpu_s"] + ours["descendants_cpu_s"]
+        self.used = {"others_cpu_s": end["busy_s"] - self._start["busy_s"] - ours_s,
+                     "steal_s": end["steal_s"] - self._start["steal_s"], "ours_cpu_s": ours_s,
+                     "seconds": ours["seconds"]}
 
 
 def free_port() -> int:
@@ -295,7 +296,9 @@ def in_the_app(key: str, title_start: str, models: int, screenshots: bool, away:
             page.goto(f"{server.url}/train")
             page.get_by_role("heading", name="Train").wait_for(timeout=120_000)
             wait_for_script(page)
-            page.locator("[data-testid='stRadio'] label").filter(has_text=re.compile(f"^{re.escape(title_start)}")).click()
+            starts_so = re.compile(f"^{re.escape(title_start)}")  # the option whose label starts "Fig. 6"
+            option = page.locator("[data-testid='stRadio'] label").filter(has_text=starts_so)
+            option.click()
             page.get_by_text("On the CPU it runs").or_(page.get_by_text("On this GPU it runs")).wait_for(timeout=60_000)
             wait_for_script(page)
             # The server's background warm-up (tracing the paper's models for the Complexity page)
@@ -381,8 +384,8 @@ def _median(results: list[dict], *path: str) -> float:
 
 
 def _errors(result: dict) -> str:
-    return ", ".join(f"{model.removeprefix('cifar-')} {error:.0%}" for model, error in sorted(result["train_error"].items())
-                     if error is not None)
+    errors = sorted(result["train_error"].items())
+    return ", ".join(f"{model.removeprefix('cifar-')} {error:.0%}" for model, error in errors if error is not None)
 
 
 def main():

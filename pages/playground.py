@@ -1,7 +1,7 @@
 import streamlit as st
 
 from explorer.ui.navigation import page_link
-from explorer.ui.playground import controls, current_playground, live_panel, playground_settings
+from explorer.ui.playground import current_playground, live_panel, playground_settings
 
 st.title("Playground")
 st.caption("Plain against residual deep nets on points in the plane, trained live on this machine's CPU: "
@@ -10,8 +10,7 @@ st.caption("Plain against residual deep nets on points in the plane, trained liv
 
 settings = playground_settings()
 current_playground(settings)
-running = controls()
-live_panel(running)
+live_panel()
 
 with st.expander("What to look for", icon=":material/visibility:"):
     st.markdown(

@@ -4,6 +4,8 @@ import json
 import math
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +20,7 @@ from explorer.models.mlp import DeepMLP
 from explorer.playground import (
     CLASS_COLOURS,
     DEFAULTS,
+    LivePlayground,
     Playground,
     PlaygroundSettings,
     boundary_image,
@@ -129,6 +132,77 @@ def test_divergence_is_caught_and_said():
                            data.x_test[:0], data.y_test[:0], size=40)
     assert (image == image[0, 0]).all()  # one even grey: no class is favoured
     go.Figure(loss_curves_figure({"residual": views["residual"].history}))  # NaN losses become gaps
+
+
+def _wait_for(condition, timeout: float = 60.0, message: str = "") -> None:
+    """Poll a condition (the worker is a thread; a busy machine may be slow to schedule it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message or "the condition did not come true"
+        time.sleep(0.01)
+
+
+def test_live_playground_trains_in_its_own_thread_and_pauses_on_the_spot():
+    live = LivePlayground(SMALL, slice_seconds=0.05)
+    assert live.steps == 0 and not live.running
+    assert not any(thread.name == "playground" for thread in threading.enumerate())
+    live.run()
+    assert live.running
+    _wait_for(lambda: live.snapshot().steps >= 3, message="the worker did not train")
+    live.pause()  # returns at once; the worker finishes its slice in flight
+    assert not live.running
+    live.wait_until_settled()
+    paused_at = live.playground.steps
+    assert live.snapshot().steps == paused_at  # the snapshot shows the final state
+    _wait_for(lambda: live._thread is None, message="the worker thread did not end when paused")
+    assert live.playground.steps == paused_at
+    live.run()  # and again: a paused playground resumes where it was
+    _wait_for(lambda: live.snapshot().steps > paused_at)
+    live.step(2)  # Step pauses first, then trains exactly two steps
+    assert not live.running and live.snapshot().steps == live.playground.steps
+    stepped = live.playground.steps
+    live.step(2)
+    assert live.playground.steps == stepped + 2
+    assert {net.steps for net in live.playground.nets.values()} == {stepped + 2}  # the nets stay in step
+
+
+def test_live_playground_takes_a_new_rate_while_running_and_refuses_new_nets():
+    live = LivePlayground(SMALL, slice_seconds=0.05)
+    live.run()
+    assert live.apply(SMALL.replace(lr=0.01)) and live.settings.lr == 0.01
+    assert not live.apply(SMALL.replace(depth=7))  # the caller builds a new playground
+    live.close()
+    _wait_for(lambda: live._thread is None)
+    with pytest.raises(RuntimeError, match="closed"):
+        live.run()
+
+
+def test_live_playground_pauses_itself_when_nobody_watches_or_every_net_diverged():
+    live = LivePlayground(SMALL, slice_seconds=0.02, idle_pause_seconds=0.3)
+    live.run()
+    _wait_for(lambda: not live.running, message="an unwatched playground kept training")
+    assert "no page asked" in live.stopped_because
+    live.run()  # Run clears the reason
+    assert live.stopped_because is None
+    live.pause()
+
+    diverging = LivePlayground(DEFAULTS.replace(optimiser="sgd", lr=1.0, nets="residual", depth=30),
+                               slice_seconds=0.05)
+    diverging.run()
+    _wait_for(lambda: not diverging.running, message="a diverged playground kept training")
+    assert "diverged" in diverging.stopped_because and diverging.snapshot().views["residual"].diverged
+
+
+def test_live_playground_reports_a_failure_instead_of_dying_silently(monkeypatch):
+    live = LivePlayground(SMALL, slice_seconds=0.02)
+
+    def broken(seconds):
+        raise RuntimeError("out of memory (made up by the test)")
+
+    monkeypatch.setattr(live.playground, "run_for", broken)
+    live.run()
+    _wait_for(lambda: not live.running)
+    assert "made up by the test" in str(live.error) and live._thread is None
 
 
 def test_one_thread_restores_the_thread_count_also_when_nested():
@@ -359,13 +433,15 @@ def test_playground_page_restores_the_url_and_steps():
     assert any("After 1 step," in info.value for info in app.info)
 
     app.button(key="pg_run").click().run()
-    assert app.session_state["pg_running"] and app.button(key="pg_run").label == "Pause"
-    assert app.session_state["pg_playground"].steps > 1  # the live panel trained a slice
-    app.button(key="pg_run").click().run()
-    assert not app.session_state["pg_running"] and app.button(key="pg_run").label == "Run"
+    live = app.session_state["pg_live"]
+    assert live.running and app.button(key="pg_pause").label == "Pause"
+    _wait_for(lambda: live.steps > 1, message="the worker did not train")  # trained outside the script
+    app.button(key="pg_pause").click().run()
+    assert not live.running and app.button(key="pg_run").label == "Run"
+    assert f"Step {live.steps:,}" in _status(app)  # the page shows where the nets stopped
 
     app.select_slider(key="pg_lr").set_value(0.01).run()  # a live change: the nets keep their steps
-    assert app.session_state["pg_playground"].steps > 1 and app.query_params["lr"] == "0.01"
+    assert app.session_state["pg_live"] is live and live.steps > 1 and app.query_params["lr"] == "0.01"
     assert not app.warning  # the link's problem is no longer the page's
     app.slider(key="pg_depth").set_value(5).run()  # anything else: new nets
     assert "Step 0" in _status(app) and app.query_params["depth"] == "5"
@@ -390,3 +466,27 @@ def test_concepts_page_draws_and_explains_the_block():
     assert "$H(x) = F(x) + x$" in text and "69,632" in text and "73,728" in text
     assert "Option A" in text and "Option C" in text and "bottleneck" in text.lower()
     assert any("8,192 on the block that doubles" in caption.value for caption in app.caption)
+
+
+def test_a_click_dispatched_twice_is_carried_out_once():
+    """Streamlit can dispatch one click's callback twice while a fragment polls (measured: 10 ms
+    apart); the Playground's buttons carry the click count they were drawn with, so the second
+    dispatch does nothing, and the next click still works."""
+
+    def script():
+        import streamlit as st
+
+        from explorer.playground import PlaygroundSettings
+        from explorer.ui import playground as ui
+
+        if "pg_live" not in st.session_state:
+            ui.current_playground(PlaygroundSettings(depth=3, width=4, points=60))
+            ui._step_once(0)
+            ui._step_once(0)  # the same click again: ignored
+            ui._step_once(1)  # the next click, drawn after the first was handled
+            ui._run(1)  # a stale Run (drawn before the last Step) is ignored too
+        st.write(f"steps {st.session_state['pg_live'].steps}, running {st.session_state['pg_live'].running}")
+
+    app = AppTest.from_function(script, default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.markdown[0].value == "steps 2, running False"

@@ -3,7 +3,7 @@
 Like the TensorFlow Playground, with the one thing it lacks: residual connections. A
 ``Playground`` owns one or two ``DeepMLP`` nets (``explorer/models/mlp.py``) built from the same
 seed, so the plain and the residual net start from identical weights and see identical batches;
-they differ only in the shortcut. The app calls ``run_for`` a slice of a second at a time and
+they differ only in the shortcut. The app's worker thread (live.py) calls ``run_for`` a slice of a second at a time and
 redraws; the CLI calls ``train_once``, which steps once with all its steps. Both read the same
 ``PlaygroundSettings`` (settings.py).
 """
@@ -173,13 +173,18 @@ class Playground:
     def steps(self) -> int:
         return max(net.steps for net in self.nets.values())
 
+    def takes(self, settings: PlaygroundSettings) -> bool:
+        """Whether these nets can go on under ``settings`` (only the learning rate or batch size differ)."""
+        def fixed(some: PlaygroundSettings) -> dict:
+            return {name: value for name, value in dataclasses.asdict(some).items() if name not in LIVE_FIELDS}
+
+        return fixed(settings) == fixed(self.settings)
+
     def apply(self, settings: PlaygroundSettings) -> bool:
         """Take on new settings: the learning rate and batch size at once; anything else needs new
         nets, which the caller builds (returns False)."""
         settings.validate()
-        others = {name: value for name, value in dataclasses.asdict(settings).items() if name not in LIVE_FIELDS}
-        if others != {name: value for name, value in dataclasses.asdict(self.settings).items()
-                      if name not in LIVE_FIELDS}:
+        if not self.takes(settings):
             return False
         if settings.lr != self.settings.lr:
             for net in self.nets.values():
