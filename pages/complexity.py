@@ -1,3 +1,5 @@
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -5,7 +7,7 @@ from explorer.analysis.complexity import PAPER_MODELS, comparison_rows
 from explorer.device import DEVICE_CHOICES
 from explorer.figures import forward_time_figure, macs_vs_params_figure
 from explorer.paper import paper_cifar_row
-from explorer.ui.cache import measure_all
+from explorer.ui.cache import measured_so_far
 from explorer.ui.timing import run_timing_form
 
 st.title("Complexity")
@@ -15,7 +17,14 @@ st.caption(
     "size (224x224 for ImageNet models, 32x32 for CIFAR), memory by tracing a forward pass."
 )
 
-rows = comparison_rows(measure_all(list(PAPER_MODELS), "Measuring"))
+# The server measures the paper's models in the background from its start (the deepest takes
+# seconds to trace); the page shows what is ready and fills in the rest as it comes.
+measured, still_measuring = measured_so_far(list(PAPER_MODELS))
+if still_measuring:
+    st.progress(len(measured) / len(PAPER_MODELS),
+                text=f"Measuring the paper's models in the background: {len(measured)} of {len(PAPER_MODELS)} "
+                     f"done, {', '.join(still_measuring)} to come. The tables fill in as they finish.")
+rows = comparison_rows(measured)
 for row in rows:
     paper_row = paper_cifar_row(row["model"])
     row["paper_test_error_percent"] = paper_row["test_error_percent"] if paper_row else None
@@ -24,8 +33,9 @@ imagenet_rows = [row for row in rows if row["family"] != "cifar"]
 cifar_rows = [row for row in rows if row["family"] == "cifar"]
 st.subheader("Table 1: ImageNet models at 224x224")
 st.dataframe(
-    pd.DataFrame(imagenet_rows)[["model", "params", "gmacs", "paper_gmacs", "gmacs_diff", "gmacs_paper_bottleneck",
-                                 "gmacs_paper_bottleneck_diff", "activation_mib_per_image"]],
+    pd.DataFrame(imagenet_rows, columns=["model", "params", "gmacs", "paper_gmacs", "gmacs_diff",
+                                         "gmacs_paper_bottleneck", "gmacs_paper_bottleneck_diff",
+                                         "activation_mib_per_image"]),
     column_config={
         "params": st.column_config.NumberColumn("params (ours)", format="localized"),
         "gmacs": st.column_config.NumberColumn("GMACs (ours)", format="%.3f"),
@@ -39,8 +49,9 @@ st.dataframe(
 )
 st.subheader("Table 6: CIFAR-10 ResNets at 32x32")
 st.dataframe(
-    pd.DataFrame(cifar_rows).assign(paper_params=lambda frame: frame.paper_params / 1e6)[["model", "params", "paper_params", "params_diff", "gmacs", "activation_mib_per_image",
-                              "paper_test_error_percent"]],
+    pd.DataFrame(cifar_rows, columns=["model", "params", "paper_params", "params_diff", "gmacs",
+                                      "activation_mib_per_image", "paper_test_error_percent"])
+    .assign(paper_params=lambda frame: frame.paper_params / 1e6),
     column_config={
         "params": st.column_config.NumberColumn("params (ours)", format="localized"),
         "paper_params": st.column_config.NumberColumn("params (paper, millions)", format="%.2f"),
@@ -55,18 +66,20 @@ st.dataframe(
 st.caption("Differences in parameters are the paper's rounding (0.27M for 269,722). The paper gives no MACs "
            "for the CIFAR nets.")
 
-resnet50 = next(row for row in rows if row["model"] == "resnet50")
-st.info(
-    f"**Why ResNet-50 measures {resnet50['gmacs']:.2f} GMACs, not the paper's 3.8.** Our default ResNet-50 puts "
-    "each downsampling stride on the bottleneck's 3x3 convolution, as torchvision does, so that torchvision's "
-    "pretrained weights compute what they were trained for. The paper puts it on the first 1x1 convolution. "
-    "The weights have the same shapes, but with the stride on the 3x3 the first 1x1 of three blocks runs at "
-    f"4 times as many positions. With the paper's placement we measure {resnet50['gmacs_paper_bottleneck']:.2f} "
-    f"GMACs ({resnet50['gmacs_paper_bottleneck_diff']:+.1%} from Table 1); the same holds for ResNet-101 and 152.",
-    icon=":material/info:",
-)
-st.plotly_chart(macs_vs_params_figure(rows), width="stretch")
-st.caption("Multiply-adds against parameters, both measured here; crosses are Table 1's numbers.")
+resnet50 = next((row for row in rows if row["model"] == "resnet50"), None)
+if resnet50 is not None:
+    st.info(
+        f"**Why ResNet-50 measures {resnet50['gmacs']:.2f} GMACs, not the paper's 3.8.** Our default ResNet-50 puts "
+        "each downsampling stride on the bottleneck's 3x3 convolution, as torchvision does, so that torchvision's "
+        "pretrained weights compute what they were trained for. The paper puts it on the first 1x1 convolution. "
+        "The weights have the same shapes, but with the stride on the 3x3 the first 1x1 of three blocks runs at "
+        f"4 times as many positions. With the paper's placement we measure {resnet50['gmacs_paper_bottleneck']:.2f} "
+        f"GMACs ({resnet50['gmacs_paper_bottleneck_diff']:+.1%} from Table 1); the same holds for ResNet-101 and 152.",
+        icon=":material/info:",
+    )
+if rows:
+    st.plotly_chart(macs_vs_params_figure(rows), width="stretch")
+    st.caption("Multiply-adds against parameters, both measured here; crosses are Table 1's numbers.")
 
 st.subheader("Forward time on this machine")
 timing = run_timing_form(list(PAPER_MODELS), DEVICE_CHOICES)
@@ -85,3 +98,7 @@ st.download_button(
     "Download the table as CSV", pd.DataFrame(rows).to_csv(index=False).encode(),
     file_name="resnet-explorer-complexity.csv", mime="text/csv", icon=":material/download:",
 )
+
+if still_measuring:
+    time.sleep(1)  # then the page again, with what the background measured meanwhile
+    st.rerun()

@@ -5,6 +5,9 @@ from pathlib import Path
 
 # Runs the tests start (the app's pages, the browser test's server) go to a folder of their own.
 os.environ.setdefault("RESNET_EXPLORER_RUNS", tempfile.mkdtemp(prefix="explorer-test-runs-"))
+# Traced model profiles: one cache for this test session (every server and CLI process it starts
+# shares it), never the user's, so that each session measures afresh what it checks.
+os.environ.setdefault("RESNET_EXPLORER_PROFILE_CACHE", tempfile.mkdtemp(prefix="explorer-test-profiles-"))
 
 import pytest
 import torch

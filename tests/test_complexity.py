@@ -1,5 +1,7 @@
 """Complexity measurements against hand-derived formulas, torchvision's figures and the paper."""
 
+import json
+
 import pytest
 import torch
 import torchvision
@@ -164,3 +166,53 @@ def test_counts_are_written_in_the_unit_that_fits_them():
     # An MLP of the playground is thousands of multiply-adds, not "0.00 M".
     assert format_count(measure("mlp-plain").macs).endswith(" K")
     assert [format_count(n) for n in (999, 12_800, 40_550_000, 4.09e9)] == ["999", "12.8 K", "40.55 M", "4.09 G"]
+
+
+def test_traced_profiles_are_kept_on_disk_keyed_on_the_code(monkeypatch, tmp_path):
+    monkeypatch.setenv(cost.PROFILE_CACHE_ENV, str(tmp_path))
+    cost._profile_named.cache_clear()
+    traced = cost.profile_named("cifar-resnet20", input_size=16)
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith(cost._code_version())
+
+    # A new process (an empty memory cache) reads it back instead of tracing again.
+    cost._profile_named.cache_clear()
+
+    def no_tracing(*args, **kwargs):
+        raise AssertionError("traced although the profile was on disk")
+
+    monkeypatch.setattr(cost, "profile_forward", no_tracing)
+    assert cost.profile_named("cifar-resnet20", input_size=16) == traced
+    # Another model, or the same with other options, is not mistaken for it.
+    cost._profile_named.cache_clear()
+    with pytest.raises(AssertionError, match="traced although"):
+        cost.profile_named("cifar-resnet20", input_size=32)
+    monkeypatch.undo()
+
+    # A damaged file is traced again and rewritten; "off" keeps nothing on disk.
+    monkeypatch.setenv(cost.PROFILE_CACHE_ENV, str(tmp_path))
+    files[0].write_text("{not json")
+    cost._profile_named.cache_clear()
+    assert cost.profile_named("cifar-resnet20", input_size=16) == traced
+    assert json.loads(files[0].read_text())["macs"] == traced.macs
+    monkeypatch.setenv(cost.PROFILE_CACHE_ENV, "off")
+    cost._profile_named.cache_clear()
+    assert cost.profile_named("cifar-resnet20", input_size=32).macs > traced.macs  # traced, not written
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    cost._profile_named.cache_clear()
+
+
+def test_measure_if_ready_never_traces(monkeypatch, tmp_path):
+    """The Complexity page shows only what is measured and never waits for a trace itself."""
+    monkeypatch.setenv(cost.PROFILE_CACHE_ENV, str(tmp_path))
+    cost._profile_named.cache_clear()
+    monkeypatch.setattr(cost, "_traced", {})
+    assert complexity.measure_if_ready("cifar-resnet20") is None
+    assert not list(tmp_path.glob("*.json"))  # asking traced nothing
+    measure("resnet50")  # what the background warm-up does: both stride placements
+    assert complexity.measure_if_ready("resnet50") == measure("resnet50")
+    cost._profile_named.cache_clear()
+    monkeypatch.setattr(cost, "_traced", {})  # a new process: from the disk cache, still without tracing
+    monkeypatch.setattr(cost, "profile_forward", lambda *a, **k: pytest.fail("traced"))
+    assert complexity.measure_if_ready("resnet50").macs_paper_bottleneck < complexity.measure_if_ready("resnet50").macs
+    cost._profile_named.cache_clear()

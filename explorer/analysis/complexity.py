@@ -15,7 +15,7 @@ import torch
 
 from explorer.device import environment, resolve_device, synchronize
 from explorer.models import build_model, resolve
-from explorer.models.cost import check_batch_size, check_fits, profile_named
+from explorer.models.cost import check_batch_size, check_fits, profile_if_ready, profile_named
 from explorer.models.imagenet import IMAGENET_DEPTHS
 from explorer.paper import paper_macs, paper_params
 
@@ -182,6 +182,17 @@ def comparison_rows(results: list[Complexity]) -> list[dict]:
             row[f"forward_ms_batch{batch}"] = milliseconds
         rows.append(row)
     return rows
+
+
+def measure_if_ready(name: str) -> Complexity | None:
+    """``measure(name)`` if every trace it needs is already known (at once), else None."""
+    spec = resolve(name)
+    variants = [{}]
+    if spec.family == "imagenet" and spec.fixed["depth"] in BOTTLENECK_DEPTHS:
+        variants.append({"bottleneck": "paper"})
+    if any(profile_if_ready(name, **variant) is None for variant in variants):
+        return None
+    return measure(name)
 
 
 def warm_cache(names: list[str] | tuple[str, ...] = PAPER_MODELS, stop=None) -> None:
