@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -60,3 +61,19 @@ def fetch(url: str, destination: Path, *, what: str, algorithm: str, expected: s
                          f"it was removed: try again, or {if_offline}")
     os.replace(partial, destination)
     return destination
+
+
+def check_reachable(url: str, *, what: str, if_offline: str, timeout: float = 5.0) -> None:
+    """Refuse at once, in words a class can read, when ``url`` cannot be reached: before a run is
+    created for data that would only fail to download in its worker. Asks for the headers only."""
+    host = urllib.parse.urlsplit(url).netloc or url
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            pass
+    except urllib.error.HTTPError as error:
+        raise ValueError(f"{what} is not on this machine, and {host} answered HTTP {error.code} {error.reason} "
+                         f"when asked for it; {if_offline}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, ValueError):
+        # The OS's words ("[Errno -2] Name or service not known") say less to a class than this.
+        raise ValueError(f"{what} is not on this machine, and it cannot be downloaded: {host} cannot be reached "
+                         f"(this machine is offline, or that server is down); {if_offline}") from None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import plotly.io
+
 from explorer.analysis.runs import RunRecords, read_run
 from explorer.figures import (
     gradient_depth_figure,
@@ -51,16 +53,20 @@ def write_report(run_dirs: list[str], out: str | Path, png: bool = True) -> list
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, figure in report_figures(runs).items():
+    figures = report_figures(runs)
+    for stem, figure in figures.items():
         html = out / f"{stem}.html"
         figure.write_html(html, include_plotlyjs=True)
         written.append(html)
-        if png:
-            path = out / f"{stem}.png"
-            try:
-                figure.write_image(path, width=1100, height=figure.layout.height or 450)
-            except Exception as error:  # kaleido without a browser, for instance
-                raise ValueError(f"PNG export failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
-                                 f"the HTML files are written; install chromium for PNGs or pass --no-png") from None
-            written.append(path)
+    if png:
+        # All PNGs in one kaleido session: it starts a browser once, not once per figure (measured for
+        # two runs' nine figures: 32 s one at a time on 2 cores).
+        paths = [out / f"{stem}.png" for stem in figures]
+        try:
+            plotly.io.write_images(list(figures.values()), paths, width=1100,
+                                   height=[figure.layout.height or 450 for figure in figures.values()])
+        except Exception as error:  # kaleido without a browser, for instance
+            raise ValueError(f"PNG export failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                             f"the HTML files are written; install chromium for PNGs or pass --no-png") from None
+        written += paths
     return written

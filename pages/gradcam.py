@@ -4,6 +4,7 @@ from explorer.analysis.gradcam import COLORMAPS, cam_layers, default_layer, expl
 from explorer.ui.feedback import explain_errors
 from explorer.ui.gradcam import (
     PRETRAINED,
+    cached_weights_path,
     pick_image,
     pretrained,
     runs_with_models,
@@ -18,11 +19,15 @@ st.caption("Where a network finds evidence for a class: each channel of a layer 
            "class score, summed, negatives dropped (Selvaraju et al., 2017; computed with captum's LayerGradCam).")
 
 picked = pick_image()
-source = st.radio("Model", ["ImageNet ResNet (pretrained)", "Runs trained here", "Upload a state_dict"],
-                  horizontal=True)
+SOURCES = ["ImageNet ResNet (pretrained)", "Runs trained here", "Upload a state_dict"]
+runs = runs_with_models()
+# Open on something that works: the ImageNet net when its weights are here, else the runs trained
+# here (offline, the weights could only fail to download).
+opens_on = 0 if cached_weights_path("resnet50").exists() or not runs else 1
+source = st.radio("Model", SOURCES, index=opens_on, horizontal=True)
 models = []  # (classifier, lock)
 with explain_errors("These weights cannot be used"):
-    if source == "ImageNet ResNet (pretrained)":
+    if source == SOURCES[0]:
         name = st.selectbox("Network", PRETRAINED, index=2)
         weights = upload_weights("Or your copy of torchvision's weights file (for a machine offline)")
         if weights is not None:
@@ -31,12 +36,13 @@ with explain_errors("These weights cannot be used"):
             try:
                 models.append(pretrained(name))
             except ValueError as error:  # offline, or the download failed
-                st.error(f"{error}", icon=":material/cloud_off:")
-    elif source == "Runs trained here":
-        runs = runs_with_models()
+                st.info(f"{error}. Or pick **Runs trained here**: nets trained on this machine need nothing "
+                        "from the internet.", icon=":material/cloud_off:")
+    elif source == SOURCES[1]:
         if not runs:
-            st.info("No run has saved a model yet: train one on the Train page (a run saves its model at each "
-                    "checkpoint and when it ends).")
+            st.info("No run has saved a model yet: start the quick pair on the Train page (about a minute on a "
+                    "CPU); a run saves its model at each checkpoint and when it ends. For ImageNet nets, pick "
+                    "the first option and upload torchvision's weights file.")
         chosen = st.multiselect("Runs (pick a plain and a residual one to compare)", list(runs),
                                 default=list(runs)[-2:], format_func=runs.get, max_selections=4)
         models = [trained_run(run_dir) for run_dir in chosen]
@@ -74,6 +80,10 @@ for index, (classifier, lock) in enumerate(models):
                           target=None if target == "top-1 prediction" else target)
     st.dataframe([{"class": label, "probability": f"{prob:.1%}"} for label, prob in results[0].predictions],
                  hide_index=True)
+    if classifier.trained_on:
+        st.caption(f":material/info: This net saw only {classifier.trained_on} in training. An image unlike those "
+                   "(a photo, say) is still forced into one of those classes: the scores then say which class it "
+                   "resembles most, not that it shows one, and the heatmap shows what drove that choice.")
     st.caption(f"Heatmaps for **{results[0].target_label}**.")
     for result in results:
         show_result(image, result, opacity, colormap, key=f"{index}-{result.layer}")

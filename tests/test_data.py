@@ -610,3 +610,35 @@ def test_loader_refuses_mismatched_inputs():
         DeviceLoader(_images(5), np.arange(5), 0)
     with pytest.raises(ValueError, match="uint8 \\(N, H, W, C\\)"):
         DeviceLoader(np.zeros((5, 3, 8, 8), np.uint8), np.arange(5), 2)
+
+
+def test_cifar10_that_cannot_be_had_is_refused_before_any_run_exists(tmp_path, fake_cifar, server, closed_port_url,
+                                                                     monkeypatch):
+    from explorer.data.cifar10 import check_obtainable
+    from explorer.train.config import DataConfig, ModelConfig, OptimConfig, RunConfig
+    from explorer.train.jobs import JobManager
+
+    # Offline: one sentence with the alternatives, no errno text, nothing written.
+    with pytest.raises(ValueError) as error:
+        check_obtainable(tmp_path, url=closed_port_url)
+    message = str(error.value)
+    assert message.startswith("CIFAR-10 is not on this machine, and it cannot be downloaded: 127.0.0.1:")
+    assert "'shapes-easy'" in message and "folder:PATH" in message and "Errno" not in message
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="answered HTTP 404"):
+        check_obtainable(tmp_path, url=f"{server}/no-such-file")
+    check_obtainable(tmp_path, url=f"{server}/{ARCHIVE}")  # reachable: the worker will download it
+    assert list(tmp_path.iterdir()) == []  # asking downloaded nothing
+    (tmp_path / ARCHIVE).write_bytes((fake_cifar[0] / ARCHIVE).read_bytes())
+    check_obtainable(tmp_path, url=closed_port_url)  # here already: the network is not asked
+
+    # Through the job queue, as the Train page and the CLI submit: no run folder is created.
+    monkeypatch.setenv("RESNET_EXPLORER_CIFAR10_URL", closed_port_url)
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "empty-cache"))
+    runs = tmp_path / "runs"
+    manager = JobManager(runs, backend="thread")
+    config = RunConfig(model=ModelConfig(name="cifar-resnet20"), data=DataConfig(dataset="cifar10"),
+                       optim=OptimConfig(steps=10))
+    with pytest.raises(ValueError, match="cannot be downloaded"):
+        manager.submit_group([config, config], group="offline")
+    assert not runs.exists() or not any(runs.iterdir())

@@ -50,9 +50,24 @@ def test_offline_pretrained_weights_get_a_clear_message(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9")  # nothing listens there: as offline as it gets
     app = _page()
-    errors = [e.value for e in app.error]
-    assert any("could not download the pretrained resnet50 weights" in e and "upload it" in e for e in errors), errors
-    assert not app.exception
+    app.radio[1].set_value("ImageNet ResNet (pretrained)").run()
+    infos = [i.value for i in app.info]
+    said = next((i for i in infos if "resnet50's ImageNet weights file is not on this machine" in i), None)
+    assert said and "cannot be downloaded" in said and "upload torchvision's file resnet50-" in said, infos
+    assert "Runs trained here" in said  # and what works offline
+    # One sentence a class can read: no errno text, no server path, no stale download label or bar.
+    assert "Errno" not in said and str(tmp_path) not in said and not app.get("progress")
+    assert not app.error and not app.exception
+
+
+def test_grad_cam_opens_on_the_runs_trained_here_when_imagenet_weights_are_absent(monkeypatch, tmp_path,
+                                                                                  plain_and_residual_runs):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    app = _page()
+    assert app.radio[1].value == "Runs trained here"
+    assert not app.exception and not app.error
+    said = [c.value for c in app.caption if "saw only" in c.value]
+    assert said and "shapes images of 32x32 pixels in 10 classes" in said[0] and "forced into one" in said[0]
 
 
 def test_plain_and_residual_runs_side_by_side(plain_and_residual_runs):

@@ -58,6 +58,7 @@ class Classifier:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     input_size: int | None = None  # square side of a model trained on small images; None keeps the aspect
+    trained_on: str | None = None  # what a run's net saw in training, for the page to compare the image with
 
 
 @dataclass
@@ -271,5 +272,7 @@ def run_classifier(run_dir: str | Path) -> Classifier:
     state_dict = load_weights_file(run.path / "model.pt")  # as Run.load_model, with one-line errors
     model = checked_model(config.model.name, state_dict,
                           **model_options(config, len(info["classes"]), info["image_size"]))
+    size = int(info["image_size"])
     return Classifier(model.eval(), list(info["classes"]), run_label(run), tuple(info["mean"]), tuple(info["std"]),
-                      input_size=int(info["image_size"]))
+                      input_size=size, trained_on=f"{config.data.dataset} images of {size}x{size} pixels in "
+                                                  f"{len(info['classes'])} classes")

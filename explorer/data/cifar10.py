@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from explorer.data.base import CIFAR10, ImageDataset, Progress, channel_stats
-from explorer.download import fetch
+from explorer.download import check_reachable, fetch
 
 DATA_DIR_ENV = "RESNET_EXPLORER_DATA"
 URL_ENV = "RESNET_EXPLORER_CIFAR10_URL"
@@ -46,6 +46,10 @@ META, META_KEY = "batches.meta", "label_names"
 BATCH_FILES = (*TRAIN_BATCHES, *TEST_BATCHES, META)
 DOWNLOAD_CHUNK = 1 << 20  # bytes read per call: a progress update every MiB
 TIMEOUT_SECONDS = 30.0  # without a byte for this long, the download counts as offline
+
+
+IF_OFFLINE = (f"instead use the built-in, offline 'shapes-easy' or 'shapes' data set, 'folder:PATH' for your own "
+              f"images, or 'cifar10' with data_dir set to a folder that holds {ARCHIVE} or {FOLDER}/")
 
 
 def default_data_dir() -> Path:
@@ -78,6 +82,18 @@ def load_cifar10(data_dir: str | Path | None = None, *, url: str | None = None, 
     return read_batches(folder)
 
 
+def check_obtainable(data_dir: str | Path | None = None, *, url: str | None = None, timeout: float = 5.0) -> None:
+    """Refuse, before a run is created, CIFAR-10 that is neither here nor downloadable (offline)."""
+    root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    if data_dir is not None and not root.is_dir():
+        raise ValueError(f"CIFAR-10 data_dir {str(root)!r} is not a folder; name the folder that holds "
+                         f"{FOLDER}/ or {ARCHIVE}, or leave data_dir out to download into {default_data_dir()}")
+    if find_batches(root) is not None or (root / ARCHIVE).exists():
+        return
+    check_reachable(url or os.environ.get(URL_ENV) or URL, what="CIFAR-10", timeout=timeout,
+                    if_offline=IF_OFFLINE)
+
+
 def find_batches(root: Path) -> Path | None:
     """``root/cifar-10-batches-py`` or ``root`` itself when it holds every batch, else None."""
     for folder in (root / FOLDER, root):
@@ -91,8 +107,7 @@ def download(url: str, destination: Path, md5: str, *, progress: Progress | None
     """Fetch ``url`` into ``destination`` through ``destination.part``; only a verified file is renamed."""
     return fetch(url, destination, what="CIFAR-10", algorithm="md5", expected=md5, progress=progress,
                  timeout=timeout,
-                 if_offline=(f"instead use the built-in, offline 'shapes' data set, 'folder:PATH' for your own images, "
-                             f"or 'cifar10' with data_dir set to a folder that holds {ARCHIVE} or {FOLDER}/"))
+                 if_offline=IF_OFFLINE)
 
 
 def check_md5(path: Path, md5: str) -> None:

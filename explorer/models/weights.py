@@ -25,7 +25,7 @@ from typing import BinaryIO
 import torch
 from torch import nn
 
-from explorer.download import Progress, fetch
+from explorer.download import Progress, check_reachable, fetch
 from explorer.models.cost import meta_model
 from explorer.models.registry import build_model
 
@@ -62,6 +62,24 @@ def cached_weights_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(pretrained_weights(name).url).name
 
 
+def weights_url(name: str) -> str:
+    """Where ``name``'s pretrained file comes from: torchvision's address, or the mirror's."""
+    mirror = os.environ.get(MIRROR_ENV)
+    filename = cached_weights_path(name).name
+    return f"{mirror.rstrip('/')}/{filename}" if mirror else pretrained_weights(name).url
+
+
+def check_pretrained_obtainable(name: str, timeout: float = 3.0) -> None:
+    """Refuse at once, in one sentence without paths, weights that are neither cached nor downloadable
+    (offline): before a page shows a download that can only fail."""
+    path = cached_weights_path(name)
+    if path.exists():
+        return
+    check_reachable(weights_url(name), what=f"{name}'s ImageNet weights file", timeout=timeout,
+                    if_offline=(f"upload torchvision's file {path.name} (downloaded on a machine that is online), "
+                                f"or copy it into the server's torch hub cache (TORCH_HOME, folder checkpoints)"))
+
+
 def download_pretrained(name: str, progress: Progress | None = None,
                         timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> Path:
     """The cached file of ``name``'s pretrained weights, downloaded first if it is not there."""
@@ -69,8 +87,7 @@ def download_pretrained(name: str, progress: Progress | None = None,
     if destination.exists():
         return destination
     filename = destination.name
-    mirror = os.environ.get(MIRROR_ENV)
-    url = f"{mirror.rstrip('/')}/{filename}" if mirror else pretrained_weights(name).url
+    url = weights_url(name)
     # torchvision names each file after the first hex digits of its sha256, as torch.hub checks.
     expected = torch.hub.HASH_REGEX.search(filename).group(1)
     destination.parent.mkdir(parents=True, exist_ok=True)

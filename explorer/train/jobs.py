@@ -22,6 +22,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from explorer.data.base import CIFAR10
+from explorer.data.cifar10 import check_obtainable
 from explorer.train.config import RunConfig, validate
 from explorer.train.execution import Backend, Handle, JobSpec, LocalBackend, ThreadBackend
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
@@ -46,9 +48,12 @@ def resolve_backend(name: str | None = None, **options) -> Backend:
 
 
 def check_config(config: RunConfig) -> None:
-    """Refuse bad settings, and a model and batch that cannot fit, before anything is created."""
+    """Refuse bad settings, a model and batch that cannot fit, and CIFAR-10 that is neither here nor
+    downloadable (offline), before anything is created."""
     validate(config)
     check_config_fits(config)
+    if config.data.dataset == CIFAR10:
+        check_obtainable(config.data.data_dir)
 
 
 class NotYours(PermissionError):

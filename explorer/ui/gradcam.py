@@ -26,7 +26,12 @@ from explorer.data.images import (
     load_image_with_notes,
     sample_photo,
 )
-from explorer.models.weights import MAX_WEIGHTS_UPLOAD_MB, PRETRAINED_DEPTHS, cached_weights_path
+from explorer.models.weights import (
+    MAX_WEIGHTS_UPLOAD_MB,
+    PRETRAINED_DEPTHS,
+    cached_weights_path,
+    check_pretrained_obtainable,
+)
 from explorer.ui.jobs import all_runs
 
 PRETRAINED = [f"resnet{depth}" for depth in PRETRAINED_DEPTHS]
@@ -98,16 +103,20 @@ def pretrained(name: str, weights: bytes | None = None) -> tuple[Classifier, thr
     if weights is not None:
         return _cached("upload", f"{name}:{hashlib.sha256(weights).hexdigest()}",
                        lambda: pretrained_classifier(name, weights))
-    if not cached_weights_path(name).exists():
-        bar = st.progress(0.0, text=f"Downloading {name}'s ImageNet weights")
+    if cached_weights_path(name).exists():
+        return _cached("pretrained", name, lambda: pretrained_classifier(name))
+    check_pretrained_obtainable(name)  # offline: one sentence now, not a download that can only fail
+    bar = st.progress(0.0, text=f"Downloading {name}'s ImageNet weights")
 
-        def report(done: int, total: int) -> None:
-            if total:
-                bar.progress(min(done / total, 1.0), text=f"Downloading {name}: {done / 2**20:.0f} of "
-                                                          f"{total / 2**20:.0f} MiB")
-    else:
-        report = None
-    return _cached("pretrained", name, lambda: pretrained_classifier(name, progress=report))
+    def report(done: int, total: int) -> None:
+        if total:
+            bar.progress(min(done / total, 1.0), text=f"Downloading {name}: {done / 2**20:.0f} of "
+                                                      f"{total / 2**20:.0f} MiB")
+
+    try:
+        return _cached("pretrained", name, lambda: pretrained_classifier(name, progress=report))
+    finally:
+        bar.empty()  # done or failed: no label left saying it is downloading
 
 
 def uploaded_state_dict(name: str, weights: bytes) -> tuple[Classifier, threading.Lock]:
