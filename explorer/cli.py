@@ -126,7 +126,7 @@ def command_preset(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     jobs = manager.submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"))
     if not args.json:
-        print(f"{preset.title}: {preset.describe(device.type, args.dataset)}", file=sys.stderr)
+        print(f"{preset.title_on(device.type)}: {preset.describe(device.type, args.dataset)}", file=sys.stderr)
     signal.signal(signal.SIGINT, lambda *_: [manager.stop(job.run_dir) for job in jobs])
     for job in jobs:
         while not job.ended.wait(0.5):

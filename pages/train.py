@@ -21,14 +21,14 @@ st.title("Train")
 st.caption("Train plain and residual nets side by side and watch them learn. Runs go on when you switch pages "
            "and are saved under runs/, where the Runs page finds them.")
 
-choice = st.radio("What to train", ["quick", *PRESETS, "custom"], horizontal=True,
-                  format_func=lambda key: {"quick": "Quick pair: plain-N vs ResNet-N", "custom": "Custom"}.get(
-                      key, PRESETS[key].title if key in PRESETS else key))
 auto_device_type = torch_device_type()
 on_gpu = auto_device_type == "cuda"
+choice = st.radio("What to train", ["quick", *PRESETS, "custom"], horizontal=True,
+                  format_func=lambda key: {"quick": "Quick pair: plain-N vs ResNet-N", "custom": "Custom"}.get(
+                      key, PRESETS[key].title_on(auto_device_type) if key in PRESETS else key))
 if choice in PRESETS:
     preset = PRESETS[choice]
-    st.info(f"**{preset.title}.** On {'this GPU' if on_gpu else 'the CPU'} it runs "
+    st.info(f"**{preset.title_on(auto_device_type)}.** On {'this GPU' if on_gpu else 'the CPU'} it runs "
             f"{preset.describe(auto_device_type)} Shows: {preset.shows} Cannot show: {preset.cannot}",
             icon=":material/science:")
     measured = preset.measured_on_cpu()
@@ -36,7 +36,7 @@ if choice in PRESETS:
         with st.expander("What this preset showed when we measured it"):
             st.write(measured)
 with st.form("train"):
-    columns = st.columns(4)
+    columns = st.columns([3, 3, 3, 3, 2])
     dataset = columns[0].selectbox(
         "Data set", DATASETS, index=DATASETS.index("shapes" if on_gpu else "shapes-easy"),
         help="shapes-easy: ten shapes on a clean background, learnt within a minute on a CPU. shapes: the same on "
@@ -47,6 +47,9 @@ with st.form("train"):
     models = columns[3].multiselect("Models (custom)", ["cifar-plain20", "cifar-resnet20", "cifar-plain56",
                                                          "cifar-resnet56", "cifar-preact-resnet20", "resnet18"],
                                     default=["cifar-plain20", "cifar-resnet20"])
+    seed = columns[4].number_input("Seed", 0, 2**31 - 1, 0, help="The data, the initial weights and the batch order. "
+                                   "Every net of a run group gets the same seed; try another to see how much a "
+                                   "short run varies.")
     columns = st.columns(5)
     steps = columns[0].number_input("Steps (quick, custom)", 10, 1_000_000, 300, step=50)
     batch_size = columns[1].select_slider("Batch size (quick, custom)", [16, 32, 64, 128, 256], value=64)
@@ -64,11 +67,11 @@ st.caption(f"Training on **{describe_device(device)}**.")
 
 if start:
     if choice in PRESETS:
-        configs = PRESETS[choice].configs(device.type, dataset=dataset)
+        configs = PRESETS[choice].configs(device.type, dataset=dataset, seed=int(seed))
     else:
         names = [f"cifar-plain{depth}", f"cifar-resnet{depth}"] if choice == "quick" else models
         configs = custom_configs(names, dataset, int(steps), int(batch_size), float(lr), device.type, int(train_size),
-                                 image_size=int(image_size))
+                                 seed=int(seed), image_size=int(image_size))
     if not configs:
         st.error("Pick at least one model.")
     else:

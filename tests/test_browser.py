@@ -21,7 +21,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "test-artifacts"
-PAGES = {"": "ResNet Explorer", "architecture": "Architecture", "complexity": "Complexity"}
+# The pages the other browser tests do not open (Train, Playground, Concepts, Grad-CAM have their own); last
+# Complexity, whose tables the test then checks.
+PAGES = {"": "ResNet Explorer", "architecture": "Architecture", "runs": "Runs", "responses": "Layer responses",
+         "gradients": "Gradient flow", "complexity": "Complexity"}
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)", allow_module_level=True)
@@ -111,6 +114,15 @@ def wait_until_idle(page, timeout: float = 120) -> None:
     raise AssertionError("the page kept running")
 
 
+def requests_leaving(page, server: str) -> list[str]:
+    """Every request the page makes to anywhere but the app's own server (none may leave the machine:
+    offline it would fail, and in class it would tell a third party who opened the app)."""
+    own = (server, server.replace("http://", "ws://", 1), "data:", "blob:", "about:")
+    leaving: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(own) else leaving.append(request.url))
+    return leaving
+
+
 def _poll(condition, message: str, timeout: float = 30) -> None:
     """Wait for a condition of the page, checked every 0.1 s (a busy machine only makes it later)."""
     deadline = time.time() + timeout
@@ -131,6 +143,7 @@ def test_every_page_opens_without_error(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1800})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    leaving = requests_leaving(page, server)
     for path, title in PAGES.items():
         page.goto(f"{server}/{path}")
         wait_until_idle(page)
@@ -139,6 +152,7 @@ def test_every_page_opens_without_error(server, browser):
     assert page.locator("[data-testid='stDataFrame']").count() == 2  # the Table 1 and Table 6 comparisons
     assert page.locator(".js-plotly-plot").count() >= 1
     assert not errors, errors
+    assert not leaving, f"requests that left the machine: {leaving}"
 
 
 def test_navigation_and_bad_input_in_the_browser(server, browser):
@@ -175,6 +189,7 @@ CHART_POINTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
 
 def test_live_training_updates_and_survives_switching_pages(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    leaving = requests_leaving(page, server)
     page.goto(f"{server}/train")
     wait_until_idle(page)
     page.get_by_label("Steps (quick, custom)").fill("300")  # 16 px by default: long enough to watch
@@ -206,6 +221,7 @@ def test_live_training_updates_and_survives_switching_pages(server, browser):
     page.get_by_text("completed").first.wait_for(timeout=180_000)
     page.screenshot(path=str(SCREENSHOTS / "train-end.png"))
     assert page.locator("[data-testid='stException']").count() == 0
+    assert not leaving, f"requests that left the machine: {leaving}"
 
 
 def test_playground_from_a_shared_link_runs_live_and_pauses(server, browser):
@@ -215,6 +231,7 @@ def test_playground_from_a_shared_link_runs_live_and_pauses(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    leaving = requests_leaving(page, server)
     page.goto(f"{server}/playground?dataset=circles&depth=20&width=8&nets=both&seed=3&lr=0.003")
     wait_until_idle(page)
     page.get_by_role("heading", name="Playground").wait_for()
@@ -267,6 +284,7 @@ def test_playground_from_a_shared_link_runs_live_and_pauses(server, browser):
     wait_until_idle(page)
     assert page.locator("[data-testid='stGraphVizChart']").count() == 7
     assert_no_error(page, "concepts")
+    assert not leaving, f"requests that left the machine: {leaving}"
 
 
 def test_gradcam_with_an_upload_a_sample_photo_and_trained_runs(server, browser, tmp_path):
@@ -283,6 +301,7 @@ def test_gradcam_with_an_upload_a_sample_photo_and_trained_runs(server, browser,
                             "--probe-every", "0", "--out", str(out), "--json"], cwd=ROOT, check=True,
                            capture_output=True, timeout=300)
     page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    leaving = requests_leaving(page, server)
     page.goto(f"{server}/gradcam")
     wait_until_idle(page)
     page.get_by_role("heading", name="Grad-CAM").wait_for()
@@ -317,6 +336,7 @@ def test_gradcam_with_an_upload_a_sample_photo_and_trained_runs(server, browser,
     assert page.get_by_text("transparency composited onto white").count() >= 1
     page.screenshot(path=str(SCREENSHOTS / "gradcam-upload-runs.png"), full_page=True)
     assert_no_error(page, "gradcam-upload")
+    assert not leaving, f"requests that left the machine: {leaving}"
     page.close()
     for model in ("cifar-plain8", "cifar-resnet8"):  # the other pages' tests expect their own runs to be the latest
         shutil.rmtree(DEFAULT_RUNS_DIR / f"browser-gradcam-{model}", ignore_errors=True)

@@ -187,3 +187,14 @@ def test_measured_figures_come_from_the_newest_readable_record(tmp_path):
     recorded = latest("presets-cpu", tmp_path)
     assert recorded.date == "2026-03-04" and recorded.source == "bench/results/presets-cpu-2026-03-04.json"
     assert latest("degradation-shapes-cpu", tmp_path) is None
+
+
+def test_titles_name_only_the_nets_this_device_trains():
+    import re
+
+    for preset in PRESETS.values():
+        for device in ("cpu", "cuda"):
+            named = preset.title_on(device).split(":", 1)[1].split("(")[0]  # before "(a GPU adds ...)"
+            depths_named = set(re.findall(r"\d+", named))
+            depths_trained = {re.search(r"\d+$", model).group() for model in preset.models(device)}
+            assert depths_named and depths_named <= depths_trained, (preset.key, device, named)

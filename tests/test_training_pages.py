@@ -46,14 +46,19 @@ def _wait_finished(run_dirs, timeout=240):
 def trained_pair():
     """A quick pair started from the Train page, trained to the end."""
     app = _page("train.py")
+    def number(label: str):
+        return next(box for box in app.number_input if box.label == label)
+
     app.select_slider[0].set_value(8)  # depth of the quick pair
-    app.number_input[0].set_value(12)  # steps
+    number("Steps (quick, custom)").set_value(12)
     app.select_slider[1].set_value(16)  # batch size
-    app.number_input[2].set_value(200)  # training images
+    number("Training images (quick, custom)").set_value(200)
+    number("Seed").set_value(7)
     app.button[0].click().run()
     assert not app.exception, [e.value for e in app.exception]
     run_dirs = app.session_state["train_group"]
     assert len(run_dirs) == 2
+    assert [Run(d).config()["seed"] for d in run_dirs] == [7, 7]  # the page's seed reaches both runs
     _wait_finished(run_dirs)
     return app, run_dirs
 

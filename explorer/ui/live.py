@@ -10,7 +10,13 @@ from explorer.train.store import Run
 from explorer.ui.jobs import describe_state, job_manager
 from explorer.ui.session import viewer
 
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # progress bars and buttons
+# The curves redraw less often, one chart at a time: with the Train page open during the Fig. 6
+# preset, Chromium redrawing two plotly charts every second took 120 CPU s of the 2 cores the
+# workers train on (bench/results/app-preset-fig6-cpu-2026-11-29: 1.66x the CLI's time with the
+# page open, 0.98x with the tab elsewhere). Runs log every few seconds anyway.
+CHART_REFRESH_SECONDS = 3.0
+CURVES = {"error": "Error (%)", "loss": "Loss"}
 
 
 def run_controls(run: Run, status: dict, key: str) -> None:
@@ -63,12 +69,12 @@ IDLE_REFRESH_SECONDS = 5.0
 
 
 def live_panel(run_dirs: list[str]) -> None:
-    """Progress, controls and curves of these runs; redrawn every second while any is active.
-
-    Only the fragment reruns, so every other widget stays usable while it polls.
-    """
+    """Progress and controls of these runs, redrawn every second while any is active, and their
+    curves, redrawn every few seconds. Only the fragments rerun, so every other widget stays usable."""
     active = any(Run(run_dir).status().get("state") in ACTIVE for run_dir in run_dirs if Run(run_dir).exists())
     st.fragment(_panel, run_every=REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)(run_dirs, active)
+    if any(Run(run_dir).exists() for run_dir in run_dirs):
+        st.fragment(_curves, run_every=CHART_REFRESH_SECONDS if active else None)(run_dirs)
 
 
 def _panel(run_dirs: list[str], was_active: bool) -> None:
@@ -81,16 +87,20 @@ def _panel(run_dirs: list[str], was_active: bool) -> None:
         return
     for index, run in enumerate(present):
         run_controls(run, run.status(), key=f"{index}-{run.id}")
+    if was_active != any(run.status().get("state") in ACTIVE for run in present):
+        st.rerun()  # all done, or one resumed elsewhere: a full rerun sets how often the panels poll
+
+
+def _curves(run_dirs: list[str]) -> None:
+    present = [Run(run_dir) for run_dir in run_dirs if Run(run_dir).exists()]
+    # One chart at a time (a hidden tab's chart would be sent and drawn on every redraw too).
+    metric = st.segmented_control("Curves", list(CURVES), format_func=CURVES.get, default="error",
+                                  key="live-metric", label_visibility="collapsed") or "error"
     records = [read_run(run) for run in present]
-    error_tab, loss_tab = st.tabs(["Error (%)", "Loss"])
-    with error_tab:
-        st.plotly_chart(training_curves_figure(records, "error"), width="stretch", key="live-error")
-        st.caption("Dashed: training error (averaged over each logging interval, with augmentation); "
-                   "solid: test error. One colour per run, as in the paper's Fig. 1 and Fig. 6.")
-    with loss_tab:
-        st.plotly_chart(training_curves_figure(records, "loss"), width="stretch", key="live-loss")
+    st.plotly_chart(training_curves_figure(records, metric), width="stretch", key="live-curves")
+    st.caption(f"Dashed: training {metric} (averaged over each logging interval, with augmentation); solid: test "
+               f"{metric}. One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every "
+               f"{CHART_REFRESH_SECONDS:g} s while a run trains.")
     for record in records:
         for problem in record.problems:
             st.caption(f"{record.label}: {problem}")
-    if was_active != any(run.status().get("state") in ACTIVE for run in present):
-        st.rerun()  # all done, or one resumed elsewhere: a full rerun sets how often the panel polls
