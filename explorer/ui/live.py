@@ -10,12 +10,13 @@ from explorer.train.store import Run
 from explorer.ui.jobs import describe_state, job_manager
 from explorer.ui.session import viewer
 
-REFRESH_SECONDS = 1.0  # progress bars and buttons
-# The curves redraw less often, one chart at a time: with the Train page open during the Fig. 6
-# preset, Chromium redrawing two plotly charts every second took 120 CPU s of the 2 cores the
-# workers train on (bench/results/app-preset-fig6-cpu-2026-11-29: 1.66x the CLI's time with the
-# page open, 0.98x with the tab elsewhere). Runs log every few seconds anyway.
-CHART_REFRESH_SECONDS = 3.0
+REFRESH_SECONDS = 2.0  # progress bars and buttons
+# The curves redraw every 4 s, one chart at a time. With the Train page open during the Fig. 6
+# preset on 2 cores, Chromium redrawing two plotly charts every second took 120 CPU s of the cores
+# the workers train on: 1.66x the CLI's time (0.98x with the tab elsewhere). Panel 1 s and curves
+# 3 s: 52 CPU s, 1.28x; panel 2 s and curves 4 s: 33 CPU s, 1.12x (bench/app_preset.py). Runs log
+# every few seconds anyway.
+CHART_REFRESH_SECONDS = 4.0
 CURVES = {"error": "Error (%)", "loss": "Loss"}
 
 
