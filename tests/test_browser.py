@@ -150,7 +150,7 @@ def test_every_page_opens_without_error(server, browser):
         page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
         assert_no_error(page, path)
     assert page.locator("[data-testid='stDataFrame']").count() == 2  # the Table 1 and Table 6 comparisons
-    assert page.locator(".js-plotly-plot").count() >= 1
+    page.locator(".js-plotly-plot").first.wait_for()  # plotly draws after the script run has ended
     assert not errors, errors
     assert not leaving, f"requests that left the machine: {leaving}"
 
@@ -162,7 +162,8 @@ def test_navigation_and_bad_input_in_the_browser(server, browser):
     page.get_by_role("link", name="Architecture").first.click()
     wait_until_idle(page)
     page.get_by_role("heading", name="Architecture").wait_for()
-    assert page.get_by_text("269,722").count() >= 1
+    page.get_by_text("269,722").first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()  # plotly draws after the script run has ended
     assert page.locator(".js-plotly-plot").count() == 1  # the diagram
 
     depth = page.locator("input[type='number']").first

@@ -65,12 +65,12 @@ def _act(action) -> bool:
 
 ACTIVE = ("queued", "running", "paused")
 # While none of its runs is active, the panel still looks every few seconds, so that a run resumed
-# in another tab (or from the CLI) is picked up; it then reruns the page and polls every second.
+# in another tab (or from the CLI) is picked up; it then reruns the page and polls every REFRESH_SECONDS.
 IDLE_REFRESH_SECONDS = 5.0
 
 
 def live_panel(run_dirs: list[str]) -> None:
-    """Progress and controls of these runs, redrawn every second while any is active, and their
+    """Progress and controls of these runs, redrawn every REFRESH_SECONDS while any is active, and their
     curves, redrawn every few seconds. Only the fragments rerun, so every other widget stays usable."""
     active = any(Run(run_dir).status().get("state") in ACTIVE for run_dir in run_dirs if Run(run_dir).exists())
     st.fragment(_panel, run_every=REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)(run_dirs, active)
