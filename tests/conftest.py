@@ -17,6 +17,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# The tiny trained pair of the lesion and landscape tests: fixtures here, so it is trained once a session.
+from tests.tiny_runs import one_thread, runs  # noqa: E402, F401
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; run where one is present")
     config.addinivalue_line("markers", "browser: drives a real Chromium against a running server")

@@ -199,12 +199,17 @@ def last_records(path: str | Path, wanted: dict, scan_bytes: int = 4 * 2**20) ->
         if len(found) == len(wanted) or not path.exists() or path.stat().st_size <= scan_bytes:
             return found
     for record in reversed(read_jsonl(path).records):
-        for kind, match in wanted.items():
-            if kind not in found and all(record.get(k) == v for k, v in match.items()):
-                found[kind] = record
-        if len(found) == len(wanted):
+        if _take_matches(record, wanted, found):
             break
     return found
+
+
+def _take_matches(record: dict, wanted: dict, found: dict[str, dict]) -> bool:
+    """Keep ``record`` for each wanted kind it matches and that is not found yet; whether all are found."""
+    for kind, match in wanted.items():
+        if kind not in found and all(record.get(k) == v for k, v in match.items()):
+            found[kind] = record
+    return len(found) == len(wanted)
 
 
 def _scan_backwards(path: Path, wanted: dict, scan_bytes: int, block: int = 64 * 1024) -> dict[str, dict]:
@@ -229,9 +234,6 @@ def _scan_backwards(path: Path, wanted: dict, scan_bytes: int, block: int = 64 *
                     record = _parse(line)
                 except (ValueError, RecursionError):
                     continue  # blank, corrupt or half-written
-                for kind, match in wanted.items():
-                    if kind not in found and all(record.get(k) == v for k, v in match.items()):
-                        found[kind] = record
-                if len(found) == len(wanted):
+                if _take_matches(record, wanted, found):
                     break
     return found
