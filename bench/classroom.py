@@ -39,8 +39,8 @@ import common
 from app_preset import SCREENSHOTS, CpuSampler, Server, launch_chromium, rss_mb, run_states, wait_for_script
 
 COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
-PAIR = {"Steps (quick, custom)": "10", "Training images (quick, custom)": "100"}
-SLIDERS = {"Depth (quick pair)": "8", "Batch size (quick, custom)": "16", "Image size (quick, custom)": "16"}
+PAIR = {"Steps": "10", "Training images": "100"}
+SLIDERS = {"Depth": "8", "Batch size": "16", "Image size": "16"}
 CLICK_TIMEOUT_S = 30
 
 
@@ -75,10 +75,10 @@ class Student:
     def fill_form(self) -> None:
         page = self.page
         for label, value in PAIR.items():
-            page.get_by_label(label).fill(value)
-            page.get_by_label(label).press("Tab")
+            page.get_by_label(label, exact=True).fill(value)
+            page.get_by_label(label, exact=True).press("Tab")
         for label, value in SLIDERS.items():
-            slider = page.get_by_role("slider", name=label)
+            slider = page.get_by_role("slider", name=label, exact=True)
             slider.focus()
             slider.press("Home")  # the smallest of each: 8, 16, 16
             assert slider.get_attribute("aria-valuetext") == value, (label, slider.get_attribute("aria-valuetext"))

@@ -1,11 +1,17 @@
-"""The Train page's presets on this machine, run as the app runs them: what each shows, and how long.
+"""The Train page's presets on this machine, run as the app runs them: what each shows, on how many seeds, and how long.
 
-    python bench/presets.py [--presets fig1,fig6,fig7] [--seeds 0,1,2] [--device auto]
+    python bench/presets.py [--presets fig1,fig6] [--seeds 0-9] [--repeat-seed 0] [--device auto]
 
-Each preset's models train together through the JobManager (threads in one process, as on the
-Train page), with the preset's schedule for the device. Recorded per preset and seed: the wall
-time from submission to the last run's end, and each model's training error (mean of the last
-three logs) and test error at the end. The claims the preset texts make are checked on every seed.
+Each preset's nets are submitted together to a JobManager with the app's backend (worker
+processes) and slots, and the preset's schedule for the device. Recorded per preset and seed: the
+wall time from submission to the last run's end, each net's training error (the mean of the last
+three logs) and test error at the end, and the mean std of its layer responses on the saved
+weights (the final probe). Each claim a preset's text makes is checked on every seed; the
+presets' pages read the counts from this record.
+
+Fig. 7's preset trains the same nets on the same schedule as Fig. 6 and only probes more often, so
+its claim (smaller responses in the ResNets) is checked on the Fig. 6 runs. ``--repeat-seed`` runs
+one seed of each preset a second time and records whether the curves are the same.
 """
 
 import argparse
@@ -14,87 +20,127 @@ import tempfile
 import time
 
 import common
-from explorer.analysis.runs import read_run
+from explorer.analysis.runs import read_run, response_summary
 from explorer.device import resolve_device
 from explorer.train.jobs import JobManager
-from explorer.train.presets import PRESETS
+from explorer.train.presets import CLAIMS, PRESETS
+
+APP_SLOTS = 4  # the app's default RESNET_EXPLORER_MAX_JOBS
 
 
-def final_errors(run_dir: str) -> dict:
-    metrics = read_run(run_dir).metrics
-    train = [m["error"] for m in metrics if m["split"] == "train"][-3:]  # three logs smooth batch noise
-    test = [m["error"] for m in metrics if m["split"] == "test"]
-    return {"train_error": sum(train) / len(train), "test_error": test[-1]}
+def final_numbers(run_dir: str) -> dict:
+    record = read_run(run_dir)
+    train = [m["error"] for m in record.metrics if m["split"] == "train"][-3:]  # three logs smooth batch noise
+    test = [m["error"] for m in record.metrics if m["split"] == "test"]
+    responses = response_summary([record])  # the last probe: the saved weights
+    return {"train_error": sum(train) / len(train), "test_error": test[-1],
+            "mean_response_std": responses[0]["mean_std"] if responses else None,
+            "train_curve": [round(m["error"], 6) for m in record.metrics if m["split"] == "train"]}
 
 
 def run_preset(key: str, device_type: str, seed: int) -> dict:
     preset = PRESETS[key]
     with tempfile.TemporaryDirectory() as folder:
-        manager = JobManager(folder, max_concurrent=len(preset.models(device_type)))
+        manager = JobManager(folder, max_concurrent=APP_SLOTS)
         start = time.perf_counter()
         jobs = manager.submit_group(preset.configs(device_type, seed=seed), group=f"{key}-{seed}")
         for job in jobs:
             manager.wait(job.run_dir)
             assert job.result.state == "completed", job.result.message
         seconds = time.perf_counter() - start
-        models = {job.config.model.name: final_errors(job.run_dir) for job in jobs}
-    return {"seconds": seconds, "models": models}
+        models = {job.config.model.name: final_numbers(job.run_dir) for job in jobs}
+        manager.shutdown()
+    return {"seed": seed, "seconds": seconds, "models": models}
 
 
-CLAIMS = {  # what the preset texts say a short CPU run shows; checked per seed
-    "plain-56 trains worse than plain-20": ("cifar-plain56", ">", "cifar-plain20"),
-    "ResNet-56 trains better than plain-56": ("cifar-resnet56", "<", "cifar-plain56"),
-    "ResNet-20 trains better than plain-20": ("cifar-resnet20", "<", "cifar-plain20"),
-    "ResNet-56 trains better than ResNet-20 (the paper's long-schedule result)":
-        ("cifar-resnet56", "<", "cifar-resnet20"),
-}
+def held(claim: dict, models: dict) -> bool | None:
+    """Whether ``claim`` holds in one seed's numbers; None when the preset lacks its nets."""
+    left, right = models.get(claim["left"]), models.get(claim["right"])
+    if left is None or right is None or left[claim["measure"]] is None or right[claim["measure"]] is None:
+        return None
+    return left[claim["measure"]] < right[claim["measure"]]
+
+
+def parse_seeds(text: str) -> list[int]:
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(seed) for seed in text.split(",")]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", default=",".join(PRESETS))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--presets", default="fig1,fig6")
+    parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--repeat-seed", type=int, default=0, help="run this seed twice (-1: none)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    seeds = [int(seed) for seed in args.seeds.split(",")]
-    results = {}
-    for key in args.presets.split(","):
-        results[key] = [run_preset(key, device.type, seed) for seed in seeds]
-        for seed, result in zip(seeds, results[key]):
-            errors = {name: round(model["train_error"] * 100, 1) for name, model in result["models"].items()}
-            print(key, seed, f"{result['seconds']:.0f} s", errors, flush=True)
+    seeds = parse_seeds(args.seeds)
+    keys = args.presets.split(",")
+    results, repeats = {}, {}
+    for key in keys:
+        results[key] = []
+        for seed in seeds:
+            results[key].append(run_preset(key, device.type, seed))
+            numbers = {name: round(m["train_error"] * 100, 1) for name, m in results[key][-1]["models"].items()}
+            print(key, seed, f"{results[key][-1]['seconds']:.0f} s", numbers, flush=True)
+        if args.repeat_seed >= 0:
+            again = run_preset(key, device.type, args.repeat_seed)
+            first = next(r for r in results[key] if r["seed"] == args.repeat_seed)
+            repeats[key] = {"seed": args.repeat_seed, "same_curves": all(
+                again["models"][name]["train_curve"] == first["models"][name]["train_curve"] for name in first["models"])}
+    if "fig6" in results and "fig7" not in keys:
+        results["fig7"] = results["fig6"]  # the same nets and schedule; see the docstring
 
-    first = PRESETS[next(iter(results))].schedule(device.type)
+    schedule = PRESETS[keys[0]].schedule(device.type)
     lines = [f"# The Train page's presets on {device.type.upper()}, run as the app runs them", "",
-             "Each preset's models train at once through the JobManager; training error is the mean of the last "
-             "three logs, test error the last evaluation. Schedule: "
-             f"{first.steps} steps at batch {first.batch_size}, lr {first.lr:g} (divided by 10 at "
-             f"{', '.join(f'{m:.0%}' for m in first.lr_milestones)} of the steps), {first.train_size or 'all'} "
-             f"images of {first.dataset} at {first.image_size}x{first.image_size}.", ""]
+             f"Each preset's nets train at once through the JobManager (worker processes, {APP_SLOTS} slots, as the "
+             "app). Training error: the mean of the last three logs; test error: the last evaluation; response std: "
+             "the mean over 3x3 layers of the saved weights (the final probe). Schedule: "
+             f"{schedule.steps} steps at batch {schedule.batch_size}, lr {schedule.lr:g}"
+             + (f" after {schedule.warmup_steps} warm-up steps at {schedule.warmup_lr:g}" if schedule.warmup_steps else "")
+             + f" (divided by 10 at {', '.join(f'{m:.0%}' for m in schedule.lr_milestones)} of the steps), "
+             f"{schedule.train_size or 'all'} images of {schedule.dataset} at {schedule.image_size}x{schedule.image_size}.",
+             ""]
+    if "fig7" in results and "fig7" not in keys:
+        lines += ["Fig. 7's preset trains the same nets on the same schedule as Fig. 6 (probing every 10 steps, not "
+                  "25): its claim is checked on the Fig. 6 runs.", ""]
     summary = {}
     for key, runs in results.items():
         preset = PRESETS[key]
         names = list(runs[0]["models"])
-        walls = ", ".join(f"{r['seconds']:.0f} s" for r in runs)
-        lines += [f"## {preset.title}", "",
-                  f"Wall time, submission to the last run's end: {walls} (seeds {', '.join(map(str, seeds))}).", "",
-                  "| model | training error per seed | median | test error per seed |", "|---|---|---|---|"]
+        walls = [r["seconds"] for r in runs]
+        lines += [f"## {preset.title_on(device.type)}", "",
+                  f"Wall time, submission to the last run's end: median {statistics.median(walls):.0f} s, "
+                  f"{min(walls):.0f}-{max(walls):.0f} s over seeds {args.seeds}.", "",
+                  "| model | training error per seed | median | test error, median | response std, median |",
+                  "|---|---|---|---|---|"]
         for name in names:
             train = [r["models"][name]["train_error"] for r in runs]
             test = [r["models"][name]["test_error"] for r in runs]
-            lines.append(f"| {name} | {', '.join(f'{e:.1%}' for e in train)} | {statistics.median(train):.1%} | "
-                         f"{', '.join(f'{e:.1%}' for e in test)} |")
+            stds = [r["models"][name]["mean_response_std"] for r in runs if r["models"][name]["mean_response_std"]]
+            lines.append(f"| {name} | {', '.join(f'{e:.0%}' for e in train)} | {statistics.median(train):.1%} | "
+                         f"{statistics.median(test):.1%} | {statistics.median(stds):.3f} |" if stds else
+                         f"| {name} | {', '.join(f'{e:.0%}' for e in train)} | {statistics.median(train):.1%} | "
+                         f"{statistics.median(test):.1%} | - |")
         lines.append("")
-        claims = {}
-        for claim, (left, relation, right) in CLAIMS.items():
-            if left in names and right in names:
-                holds = [(r["models"][left]["train_error"] > r["models"][right]["train_error"]) == (relation == ">")
-                         for r in runs]
-                claims[claim] = sum(holds)
-                lines.append(f"- {claim}: on {sum(holds)} of {len(runs)} seeds")
-        summary[key] = {"seconds": [r["seconds"] for r in runs], "claims_held_on_seeds": claims}
+        counts = {}
+        for claim in preset.claims:
+            outcomes = [held(CLAIMS[claim], r["models"]) for r in runs]
+            if None in outcomes:
+                continue
+            counts[claim] = sum(outcomes)
+            lines.append(f"- {CLAIMS[claim]['text']}: on {sum(outcomes)} of {len(runs)} seeds")
+        if key in repeats:
+            lines.append(f"- seed {repeats[key]['seed']} run twice: "
+                         f"{'the same' if repeats[key]['same_curves'] else 'different'} training curves")
+        summary[key] = {"seconds": walls, "claims_held_on_seeds": counts, "repeat": repeats.get(key)}
         lines.append("")
+    for runs in results.values():
+        for run in runs:
+            for numbers in run["models"].values():
+                numbers.pop("train_curve", None)  # compared above; too long to keep
     common.record("presets", device, {"seeds": seeds, "summary": summary, "runs": results}, lines)
 
 

@@ -25,7 +25,7 @@ os.environ["RESNET_EXPLORER_RUNS"] = str(RUNS)  # before the app or the store is
 
 import torch  # noqa: E402
 
-from explorer.analysis.runs import read_run  # noqa: E402
+from explorer.analysis.runs import read_run, warm_runs  # noqa: E402
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, RunConfig  # noqa: E402
 from explorer.train.jsonl import CACHE  # noqa: E402
 from explorer.train.store import Run  # noqa: E402
@@ -114,6 +114,13 @@ def main() -> None:
         assert not app.exception, [e.value for e in app.exception]
         assert len(app.dataframe[0].value) == 1 and len(app.get("plotly_chart")) == 1
         rows.setdefault("(c) Runs page, second render", []).append(timed(app.run))
+        # What a class sees: the server reads every run in the background when it starts
+        # (explorer/ui/warmup.py), so a page opened after that parses nothing.
+        CACHE.clear()
+        warm_runs(run.path.parent)
+        fresh = runs_page()
+        rows.setdefault("(d) Runs page, first render after the server's background read", []).append(timed(fresh.run))
+        assert not fresh.exception and len(fresh.get("plotly_chart")) == 1
 
     summary = {name: {"median": statistics.median(s), "min": min(s), "max": max(s)} for name, s in rows.items()}
     payload = {"metrics_bytes": size, "metrics_records": records, "steps": steps, "repeats": args.repeats,
@@ -127,9 +134,11 @@ def main() -> None:
         lines.append(f"| {name} | {s['median']:.3f} | {s['min']:.3f} | {s['max']:.3f} |")
     second = summary["(c) Runs page, second render"]["median"]
     first = summary["(c) Runs page, first render"]["median"]
-    verdict = "met" if first < 2 else "met after the first render" if second < 2 else "missed"
-    lines += ["", f"The Runs page with this run renders in {first:.1f} s the first time and {second:.2f} s after; "
-              f"the 2-second goal is {verdict}."]
+    warmed = summary["(d) Runs page, first render after the server's background read"]["median"]
+    lines += ["", f"The Runs page with this run renders in {first:.1f} s when its records are read for the first "
+              f"time, {second:.2f} s after, and {warmed:.2f} s for a session that opens it once the server has read "
+              f"the runs folder in the background (it does when it starts). The 2-second goal is "
+              f"{'met' if first < 2 else 'met once the server has read the runs (missed by a page that opens in the first seconds after a start)' if warmed < 2 else 'missed'}."]
     record("run-reading", torch.device("cpu"), payload, lines)
 
 

@@ -77,7 +77,7 @@ def macs_vs_params_figure(rows: list[dict]) -> go.Figure:
     figure = go.Figure()
     figure.add_trace(go.Scatter(
         x=[row["params"] for row in rows], y=[row["gmacs"] for row in rows], mode="markers+text",
-        text=[row["model"] for row in rows], textposition="middle right", textfont=dict(size=10),
+        text=[row["model"] for row in rows], textposition=_label_positions(rows), textfont=dict(size=10),
         name="measured (ours)",
         marker=dict(size=10, color="#4c72b0"),
     ))
@@ -93,6 +93,25 @@ def macs_vs_params_figure(rows: list[dict]) -> go.Figure:
                         tickvals=[0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30], ticktext=["0.01", "0.03", "0.1", "0.3", "1", "3", "10", "30"])
     figure.update_layout(height=480, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.08))
     return figure
+
+
+def _label_positions(rows: list[dict], near_decades: float = 0.08) -> list[str]:
+    """Where each scatter label goes: right of its marker, unless a marker labelled before it sits
+    within ``near_decades`` on both log axes (plain-34 and ResNet-34 differ by 1%): then above or below
+    it, alternately, so that no two labels overlap."""
+    positions, placed = [], []
+    for row in rows:
+        x, y = math.log10(row["params"]), math.log10(row["gmacs"])
+        crowded = [position for (px, py, position) in placed if abs(px - x) < near_decades and abs(py - y) < near_decades]
+        if not crowded:
+            position = "middle right"
+        else:
+            position = "bottom right" if "top right" in crowded else "top right"
+            if "bottom right" in crowded and "top right" in crowded:
+                position = "middle left"
+        positions.append(position)
+        placed.append((x, y, position))
+    return positions
 
 
 def forward_time_figure(rows: list[dict], device_label: str) -> go.Figure:
@@ -229,4 +248,84 @@ def gradient_split_figure(records, step: int | None = None) -> go.Figure:
     figure.update_yaxes(title="gradient norm", type="log",
                         tickvals=log_ticks([y for trace in figure.data for y in trace.y]))
     figure.update_xaxes(tickangle=-45)
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# The lesion study (Veit et al., 2016) and the loss landscape (Li et al., 2018) of trained runs.
+
+def lesion_blocks_figure(studies: list[dict]) -> go.Figure:
+    """Test error with each single block deleted, one bar group per run, its intact error dashed.
+    Blocks that cannot be deleted (a plain block that changes the shape) have no bar."""
+    figure = go.Figure()
+    for index, study in enumerate(studies):
+        colour = _colour(index)
+        blocks = study["blocks"]
+        figure.add_trace(go.Bar(
+            x=[block["name"] for block in blocks],
+            y=[None if block["error"] is None else 100 * block["error"] for block in blocks],
+            name=f"{study['label']}: one block deleted", marker_color=colour,
+            customdata=[block["kind"] for block in blocks],
+            hovertemplate="%{x} (%{customdata}): %{y:.1f}% error<extra></extra>"))
+        figure.add_hline(y=100 * study["baseline_error"], line=dict(color=colour, dash="dash"),
+                         annotation_text=f"{study['label']} intact: {study['baseline_error']:.1%}",
+                         annotation_position="top left")
+    figure.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=30, b=10),
+                         legend=dict(orientation="h", y=1.12), yaxis=dict(title="test error (%)", range=[0, 100]),
+                         xaxis=dict(title="deleted block (network order)"))
+    return figure
+
+
+def lesion_random_figure(studies: list[dict]) -> go.Figure:
+    """Mean test error as k random blocks are deleted at once, with one standard deviation over the draws."""
+    figure = go.Figure()
+    for index, study in enumerate(studies):
+        rows = [{"k": 0, "mean_error": study["baseline_error"], "std_error": 0.0}] + study["random_deletions"]
+        figure.add_trace(go.Scatter(
+            x=[row["k"] for row in rows], y=[100 * row["mean_error"] for row in rows], mode="lines+markers",
+            name=study["label"], line=dict(color=_colour(index)),
+            error_y=dict(type="data", array=[100 * row["std_error"] for row in rows], visible=True)))
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12),
+                         xaxis=dict(title="blocks deleted at random", dtick=1),
+                         yaxis=dict(title="test error (%), mean over draws", range=[0, 100]))
+    return figure
+
+
+def landscape_line_figure(slices: list[dict]) -> go.Figure:
+    """1-D slices: loss against the step along the direction; a NaN or infinite loss is a gap."""
+    figure = go.Figure()
+    for index, result in enumerate(slices):
+        figure.add_trace(go.Scatter(x=result["axis"], y=result["loss"], mode="lines+markers", name=result["label"],
+                                    line=dict(color=_colour(index)), connectgaps=False))
+    figure.update_layout(height=400, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12),
+                         xaxis=dict(title="step along a filter-normalised direction (0: the trained weights)"),
+                         yaxis=dict(title="test loss (log scale)", type="log"))
+    return figure
+
+
+def landscape_contour_figure(result: dict, log_levels: bool = True) -> go.Figure:
+    """A 2-D slice as Li et al. draw it: contours of the loss around the trained weights (log10 of the
+    loss, so that a steep wall does not hide the basin); gaps stay blank."""
+    import math
+
+    z = [[None if value is None else (math.log10(value) if log_levels and value > 0 else value) for value in row]
+         for row in result["loss"]]
+    figure = go.Figure(go.Contour(x=result["axis"], y=result["axis"], z=z, colorscale="Viridis", ncontours=25,
+                                  colorbar=dict(title="log10 loss" if log_levels else "loss"),
+                                  hovertemplate="a %{x:.2f}, b %{y:.2f}: log10 loss %{z:.2f}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker=dict(symbol="x", color="white", size=10),
+                                name="trained weights", showlegend=False))
+    figure.update_layout(title=result["label"], height=420, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis=dict(title="direction 1"), yaxis=dict(title="direction 2", scaleanchor="x"))
+    return figure
+
+
+def landscape_surface_figure(result: dict) -> go.Figure:
+    """A 2-D slice as a surface (log10 of the loss), to turn around with the mouse."""
+    import math
+
+    z = [[None if value is None or value <= 0 else math.log10(value) for value in row] for row in result["loss"]]
+    figure = go.Figure(go.Surface(x=result["axis"], y=result["axis"], z=z, colorscale="Viridis", showscale=False))
+    figure.update_layout(title=result["label"], height=420, margin=dict(l=0, r=0, t=40, b=0),
+                         scene=dict(xaxis_title="direction 1", yaxis_title="direction 2", zaxis_title="log10 loss"))
     return figure

@@ -110,6 +110,18 @@ with right:
     st.graphviz_chart(bottleneck_dot())
     st.caption("Bottleneck block (Fig. 5, right)")
 
+st.subheader("Why residual nets train")
+st.markdown(
+    "Two later papers looked inside trained ResNets. **Veit, Wilber and Belongie** (NeurIPS 2016) deleted single "
+    "blocks at test time: a ResNet's error barely moved, while removing a layer of a plain net sent it to chance. "
+    "They read a ResNet as an ensemble of many paths of different lengths, no one of them essential. **Li, Xu, "
+    "Taylor, Studer and Goldstein** (NeurIPS 2018) drew the loss around trained weights: with shortcuts the surface "
+    "is smooth and nearly convex, without them (at depth 56 and 110) it is chaotic. Run both on the nets you "
+    "trained here:"
+)
+page_link("lesion")
+page_link("landscape")
+
 st.subheader("Try it")
 page_link("playground")
 page_link("architecture")

@@ -5,6 +5,7 @@ from explorer.ui.feedback import explain_errors
 from explorer.ui.gradcam import (
     PRETRAINED,
     cached_weights_path,
+    offer_training,
     pick_image,
     pretrained,
     runs_with_models,
@@ -12,6 +13,7 @@ from explorer.ui.gradcam import (
     trained_run,
     upload_weights,
     uploaded_state_dict,
+    weights_obtainable,
 )
 
 st.title("Grad-CAM")
@@ -21,9 +23,9 @@ st.caption("Where a network finds evidence for a class: each channel of a layer 
 picked = pick_image()
 SOURCES = ["ImageNet ResNet (pretrained)", "Runs trained here", "Upload a state_dict"]
 runs = runs_with_models()
-# Open on something that works: the ImageNet net when its weights are here, else the runs trained
-# here (offline, the weights could only fail to download).
-opens_on = 0 if cached_weights_path("resnet50").exists() or not runs else 1
+# Open on something that works: the ImageNet net when its weights are here or can be downloaded,
+# else the runs trained here, or the offer to train a pair (offline, a download can only fail).
+opens_on = 0 if cached_weights_path("resnet50").exists() or (not runs and weights_obtainable("resnet50")) else 1
 source = st.radio("Model", SOURCES, index=opens_on, horizontal=True)
 models = []  # (classifier, lock)
 with explain_errors("These weights cannot be used"):
@@ -40,9 +42,7 @@ with explain_errors("These weights cannot be used"):
                         "from the internet.", icon=":material/cloud_off:")
     elif source == SOURCES[1]:
         if not runs:
-            st.info("No run has saved a model yet: start the quick pair on the Train page (about a minute on a "
-                    "CPU); a run saves its model at each checkpoint and when it ends. For ImageNet nets, pick "
-                    "the first option and upload torchvision's weights file.")
+            offer_training()
         chosen = st.multiselect("Runs (pick a plain and a residual one to compare)", list(runs),
                                 default=list(runs)[-2:], format_func=runs.get, max_selections=4)
         models = [trained_run(run_dir) for run_dir in chosen]

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from explorer.analysis.runs import gradient_summary
+from explorer.analysis.runs import gradient_summary, weights_at
 from explorer.figures import gradient_depth_figure, gradient_heatmap_figure, gradient_split_figure
 from explorer.ui.gradient_text import explain_gradients
 from explorer.ui.jobs import latest_group, pick_runs
@@ -15,6 +15,7 @@ if not records or not any(r.gradients for r in records):
 steps = sorted({record["step"] for r in records for record in r.gradients})
 follow = st.toggle("Follow the latest step", value=True)
 step = steps[-1] if follow or len(steps) < 2 else st.select_slider("Step", steps, value=steps[-1])
+st.caption(f"{weights_at(records, step)} Each gradient is of one training batch at those weights.")
 
 st.plotly_chart(gradient_depth_figure(records, step), width="stretch")
 summaries = [s for s in (gradient_summary(r, step) for r in records) if s]

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from explorer.analysis.runs import response_summary
+from explorer.analysis.runs import response_summary, weights_at
 from explorer.figures import responses_figure
 from explorer.ui.jobs import latest_group, pick_runs
 
@@ -18,6 +18,7 @@ if not records or not any(r.responses for r in records):
 steps = sorted({step for r in records for step in r.probe_steps})
 follow = st.toggle("Follow the latest step", value=True)
 step = steps[-1] if follow or len(steps) < 2 else st.select_slider("Step", steps, value=steps[-1])
+st.caption(weights_at(records, step))
 
 left, right = st.columns(2)
 left.subheader("In network order")

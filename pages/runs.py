@@ -20,9 +20,19 @@ table = pd.DataFrame([{**run.summary(), "whose": who.describe(run.status())} for
 selection = st.dataframe(
     table[["id", "whose", "state", "model", "dataset", "step", "total_steps", "train_error", "test_error",
            "images_per_sec", "message"]],
-    column_config={"train_error": st.column_config.NumberColumn(format="percent"),
-                   "test_error": st.column_config.NumberColumn(format="percent"),
-                   "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f")},
+    # Narrow columns for the short values, so that the table fits a laptop's width and the long
+    # message wraps into its own column rather than pushing the rest off to the right.
+    column_config={"id": st.column_config.TextColumn(width="medium", pinned=True),
+                   "whose": st.column_config.TextColumn(width="small"),
+                   "state": st.column_config.TextColumn(width="small"),
+                   "model": st.column_config.TextColumn(width="small"),
+                   "dataset": st.column_config.TextColumn("data", width="small"),
+                   "step": st.column_config.NumberColumn(width="small"),
+                   "total_steps": st.column_config.NumberColumn("of", width="small"),
+                   "train_error": st.column_config.NumberColumn("train err", format="percent", width="small"),
+                   "test_error": st.column_config.NumberColumn("test err", format="percent", width="small"),
+                   "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f", width="small"),
+                   "message": st.column_config.TextColumn(width="large")},
     hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs-table",
 )
 picked = [runs[index] for index in selection.selection.rows if index < len(runs)] or runs[-2:]

@@ -24,7 +24,8 @@ SCREENSHOTS = ROOT / "test-artifacts"
 # The pages the other browser tests do not open (Train, Playground, Concepts, Grad-CAM have their own); last
 # Complexity, whose tables the test then checks.
 PAGES = {"": "ResNet Explorer", "architecture": "Architecture", "runs": "Runs", "responses": "Layer responses",
-         "gradients": "Gradient flow", "complexity": "Complexity"}
+         "gradients": "Gradient flow", "lesion": "Lesion study", "landscape": "Loss landscape",
+         "complexity": "Complexity"}
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)", allow_module_level=True)
@@ -193,10 +194,10 @@ def test_live_training_updates_and_survives_switching_pages(server, browser):
     leaving = requests_leaving(page, server)
     page.goto(f"{server}/train")
     wait_until_idle(page)
-    page.get_by_label("Steps (quick, custom)").fill("300")  # 16 px by default: long enough to watch
-    page.get_by_label("Steps (quick, custom)").press("Tab")
-    page.get_by_label("Training images (quick, custom)").fill("600")
-    page.get_by_label("Training images (quick, custom)").press("Tab")
+    page.get_by_label("Steps", exact=True).fill("300")  # 16 px by default: long enough to watch
+    page.get_by_label("Steps", exact=True).press("Tab")
+    page.get_by_label("Training images", exact=True).fill("600")
+    page.get_by_label("Training images", exact=True).press("Tab")
     page.get_by_role("button", name="Start").click()
     page.get_by_text("running").first.wait_for(timeout=60_000)
     SCREENSHOTS.mkdir(exist_ok=True)
@@ -421,15 +422,15 @@ def _open_train(context, url: str):
 
 def _start_quick_pair(page, steps: int, images: int, smallest_net: bool = True) -> None:
     """Fill the Train page's form for a quick pair and click Start (16x16 images, the CPU default)."""
-    for label, value in (("Steps (quick, custom)", steps), ("Training images (quick, custom)", images)):
-        page.get_by_label(label).fill(str(value))
-        page.get_by_label(label).press("Tab")
-    sliders = ["Batch size (quick, custom)", "Image size (quick, custom)"]
-    for label in sliders + (["Depth (quick pair)"] if smallest_net else []):
-        slider = page.get_by_role("slider", name=label)
+    for label, value in (("Steps", steps), ("Training images", images)):
+        page.get_by_label(label, exact=True).fill(str(value))
+        page.get_by_label(label, exact=True).press("Tab")
+    sliders = ["Batch size", "Image size"]
+    for label in sliders + (["Depth"] if smallest_net else []):
+        slider = page.get_by_role("slider", name=label, exact=True)
         slider.focus()
         slider.press("Home")  # depth 8, batch 16, 16 pixels: the smallest of each
-    assert page.get_by_role("slider", name="Image size (quick, custom)").get_attribute("aria-valuetext") == "16"
+    assert page.get_by_role("slider", name="Image size", exact=True).get_attribute("aria-valuetext") == "16"
     page.get_by_role("button", name="Start").click()
 
 

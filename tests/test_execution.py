@@ -107,14 +107,22 @@ def test_one_session_cannot_take_every_slot(tmp_path):
     manager.shutdown()
 
 
-def test_runs_that_will_train_together_share_the_cores(tmp_path):
+def test_the_nets_of_a_group_share_the_cores_whatever_else_is_queued(tmp_path):
     backend = HeldBackend()
     manager = JobManager(tmp_path, max_concurrent=4, backend=backend)
-    manager.submit_group([tiny() for _ in range(4)], group="g")
-    manager.submit(tiny())
-    assert [handle.spec.threads for handle in backend.started] == [2, 2, 2, 2]  # 8 cores over 4 runs
+    manager.submit(tiny())  # another session's run, alone
+    pair = manager.submit_group([tiny() for _ in range(2)], group="g")
+    manager.submit_group([tiny() for _ in range(4)], group="h")  # one starts, three wait
+    # 8 cores: all to the lone run, over 2 for the pair, over 4 for the four nets; never what else waits.
+    assert [handle.spec.threads for handle in backend.started] == [8, 4, 4, 2]
+    backend.started[1].release.set()
+    wait_for(lambda: pair[0].finished and len(backend.started) == 5)
+    assert backend.started[4].spec.threads == 2
+    # Resumed, a run gets the count it trained with, so the same seed gives the same curves.
+    pair[0].run.set_status("stopped", "stopped")
+    assert manager.resume(pair[0].run_dir).group_size == 2
     manager.shutdown()
-    assert cpu_share(3, cores=2) == 1 and cpu_share(1, cores=2) == 2
+    assert cpu_share(4, cores=8) == 2
 
 
 def test_a_session_controls_only_its_own_runs(tmp_path):

@@ -70,6 +70,33 @@ def test_grad_cam_opens_on_the_runs_trained_here_when_imagenet_weights_are_absen
     assert said and "shapes images of 32x32 pixels in 10 classes" in said[0] and "forced into one" in said[0]
 
 
+def test_offline_with_no_trained_net_the_page_offers_to_train_a_pair(monkeypatch, tmp_path):
+    from explorer.train.store import Run
+    from explorer.ui import gradcam as gradcam_widgets
+    from explorer.ui.jobs import shared_manager
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv(MIRROR_ENV, "http://127.0.0.1:9")
+    monkeypatch.setattr(gradcam_widgets, "runs_with_models", lambda: {})
+    app = _page()
+    assert app.radio[1].value == "Runs trained here"  # offline: not the download that can only fail
+    assert any("Train a pair here" in i.value for i in app.info)
+    next(b for b in app.button if b.label.startswith("Train a plain-20 and a ResNet-20")).click().run()
+    assert not app.exception and not app.error
+    run_dirs = app.session_state[gradcam_widgets.TRAINING_KEY]
+    try:
+        assert sorted(Run(d).config()["model"]["name"] for d in run_dirs) == ["cifar-plain20", "cifar-resnet20"]
+        assert {Run(d).config()["data"]["dataset"] for d in run_dirs} == {"shapes-easy"}
+        assert any("heatmaps appear here" in i.value for i in app.info) and len(app.get("progress")) == 2
+        assert not any(b.label.startswith("Train a plain-20") for b in app.button)  # started once
+    finally:
+        manager = shared_manager()
+        for run_dir in run_dirs:
+            manager.stop(run_dir)
+            manager.wait(run_dir, timeout=60)
+            Run(run_dir).delete()
+
+
 def test_plain_and_residual_runs_side_by_side(plain_and_residual_runs):
     app = _page()
     app.radio[1].set_value("Runs trained here").run()

@@ -128,7 +128,7 @@ def test_refusals(runs, tmp_path):
     shutil.copy(runs["cifar-resnet8"] / "model.pt", mlp.path / "model.pt")
     with pytest.raises(ValueError, match="loss landscape is for the image nets"):
         loss_landscape(mlp.path)
-    with pytest.raises(ValueError, match=r"^would take about .* s .*; lower --points or --images$"):
+    with pytest.raises(ValueError, match=r"^would take about .* s .*; lower the points or the images$"):
         loss_landscape(runs["cifar-resnet8"], points=41, dims=2, images=8, max_seconds=0.01)
     for bad in ({"points": 2}, {"span": 0}, {"span": float("nan")}, {"dims": 3}):
         with pytest.raises(ValueError):

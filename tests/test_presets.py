@@ -13,7 +13,7 @@ from explorer.models import build_model, seeded_weights
 from explorer.threads import cpu_thread_share
 from explorer.train.config import validate
 from explorer.train.trainer import check_config_fits
-from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
+from explorer.train.presets import CLAIMS, PRESETS, SHORT_RUN_STEPS, custom_configs
 from explorer.train.trainer import lr_at
 
 # --- presets ---------------------------------------------------------------------------------------
@@ -28,12 +28,14 @@ def test_cpu_presets_run_the_short_schedule_on_easy_shapes(key):
         check_config_fits(config)
         assert config.device == "cpu" and config.seed == 3
         assert (config.data.dataset, config.data.image_size, config.data.train_size) == ("shapes-easy", 16, 5_000)
-        assert (config.optim.steps, config.optim.batch_size, config.optim.lr) == (300, 64, 0.05)
+        assert (config.optim.steps, config.optim.batch_size, config.optim.lr) == (140, 64, 0.02)
+        assert not config.data.augment  # 16-pixel images: the pad-4 crop slows a short run (module docstring)
         # One drop, for the last 10% of the steps.
-        lrs = [lr_at(step, 300, config.optim) for step in (0, 269, 270, 299)]
-        assert lrs == pytest.approx([0.05, 0.05, 0.005, 0.005])
+        lrs = [lr_at(step, 140, config.optim) for step in (0, 125, 126, 139)]
+        assert lrs == pytest.approx([0.02, 0.02, 0.002, 0.002])
     text = PRESETS[key].describe("cpu")
-    assert "300 steps at batch 64" in text and "shapes-easy at 16x16" in text and "90%" in text
+    assert "140 steps at batch 64" in text and "shapes-easy at 16x16" in text and "90%" in text
+    assert "without augmentation" in text
 
 
 @pytest.mark.parametrize("key", list(PRESETS))
@@ -45,6 +47,7 @@ def test_gpu_presets_run_the_papers_schedule(key):
         assert (config.optim.steps, config.optim.batch_size, config.optim.lr) == (64_000, 128, 0.1)
         assert config.optim.lr_milestones == (0.5, 0.75)  # 32k and 48k iterations
         assert config.optim.warmup_steps == (400 if config.model.name.endswith("110") else 0)
+        assert config.data.augment
     assert "cifar-resnet110" in PRESETS["fig6"].gpu_models and "cifar-resnet110" not in PRESETS["fig6"].cpu_models
 
 
@@ -58,7 +61,8 @@ def test_custom_runs_drop_the_rate_once_unless_they_are_long():
     short = custom_configs(["cifar-plain20", "cifar-resnet20"], "shapes-easy", 300, 64, 0.05, "cpu", 5_000,
                            image_size=16)
     assert [c.model.name for c in short] == ["cifar-plain20", "cifar-resnet20"]
-    assert short[0].optim.lr_milestones == (0.9,) and short[0].data.image_size == 16
+    assert short[0].optim.lr_milestones == (0.9,) and short[0].data.image_size == 16 and short[0].data.augment
+    assert not custom_configs(["cifar-resnet20"], "shapes-easy", 300, 64, 0.05, "cpu", augment=False)[0].data.augment
     long = custom_configs(["cifar-resnet20"], "shapes", SHORT_RUN_STEPS, 128, 0.1, "cuda")
     assert long[0].optim.lr_milestones == (0.5, 0.75) and long[0].data.image_size == 32
 
@@ -175,6 +179,13 @@ def test_cli_preset_bad_input(tmp_path, capsys, args, reason):
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and reason in error and len(error.splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing was created
+
+
+def test_every_claim_a_preset_rests_on_is_defined_and_names_its_nets():
+    for preset in PRESETS.values():
+        assert preset.claims and len(preset.shows.splitlines()) == 1 and len(preset.cannot.splitlines()) == 1
+        for claim in preset.claims:
+            assert {CLAIMS[claim]["left"], CLAIMS[claim]["right"]} <= set(preset.cpu_models)
 
 
 def test_measured_figures_come_from_the_newest_readable_record(tmp_path):

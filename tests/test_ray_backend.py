@@ -137,7 +137,8 @@ def test_a_killed_worker_leaves_the_run_interrupted_and_resumable(manager):
     steps = train_steps(job.run)
     assert steps == list(range(2, 65, 2))  # none twice, none lost
     probes = [(record["kind"], record["step"]) for record in job.run.probes().records]
-    assert sorted(probes) == sorted((kind, step) for kind in ("grad_norm", "response_std") for step in range(0, 64, 4))
+    # Every 4 steps before the update, and once more for the saved weights at the end (step 64).
+    assert sorted(probes) == sorted((kind, step) for kind in ("grad_norm", "response_std") for step in range(0, 65, 4))
 
 
 def test_a_run_waiting_for_a_ray_cpu_says_so_and_stops_at_once(ray_cluster, tmp_path):
@@ -208,3 +209,24 @@ def test_the_remote_run_offers_every_run_method_the_trainer_calls():
               and (getattr(node.func.value, "id", None) or getattr(node.func.value, "attr", None)) == "run"}
     assert {"set_status", "append_metric", "save_checkpoint", "load_checkpoint"} <= called  # the walk finds them
     assert called <= {name for name in dir(RemoteRun) if not name.startswith("_")}
+
+
+def test_an_analysis_on_ray_takes_the_run_with_it_and_answers_as_a_local_one(ray_cluster, runs, tmp_path):
+    """No shared file system: the run's files travel with the task, the answer comes back as its value."""
+    import shutil
+
+    from explorer.analysis.lesion import lesion_study
+    from explorer.analysis.tasks import TaskBoard
+
+    run_dir = tmp_path / "resnet"
+    shutil.copytree(runs["cifar-resnet8"], run_dir)
+    options = {"blocks": 2, "images": 64, "draws": 2, "device": "cpu"}
+    backend = OneThreadEach()
+    assert backend.shares_files is False
+    task = TaskBoard(backend, max_concurrent=1).request("lesion", run_dir, options)
+    assert task.ended.wait(180) and task.state == "done", task.message
+    here = lesion_study(run_dir, **options)
+    assert task.result["run_dir"] == str(run_dir) and task.result["baseline_error"] == here["baseline_error"]
+    assert [b["error"] for b in task.result["blocks"]] == [b["error"] for b in here["blocks"]]
+    refused = TaskBoard(backend).request("lesion", run_dir, {**options, "blocks": 99, "clip_blocks": False})
+    assert refused.ended.wait(180) and refused.state == "failed" and "is more than the" in refused.message

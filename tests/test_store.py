@@ -34,7 +34,8 @@ def _steps(run: Run) -> dict:
             "response_std": [p["step"] for p in probes if p["kind"] == "response_std"]}
 
 
-COMPLETE = {"train": [4, 8, 12], "test": [8, 12], "grad_norm": [0, 4, 8], "response_std": [0, 4, 8]}
+# Probes every 4 steps before the update, and once more for the saved weights at the end (step 12).
+COMPLETE = {"train": [4, 8, 12], "test": [8, 12], "grad_norm": [0, 4, 8, 12], "response_std": [0, 4, 8, 12]}
 
 
 def _dead_pid() -> int:
@@ -229,3 +230,24 @@ def test_run_readers_see_appends(tmp_path, kind):
     assert [r["step"] for r in read().records] == [1]
     append({"step": 2})
     assert [r["step"] for r in read().records] == [1, 2]
+
+
+def test_the_servers_warm_up_reads_every_run_so_a_page_parses_nothing(tmp_path):
+    import threading
+
+    from explorer.analysis.runs import read_run, warm_runs
+    from explorer.train.jsonl import CACHE
+
+    runs = [Run.create(tmp_path / name, tiny().to_json()) for name in ("20260101-000000-a-0001", "20260102-000000-b-0002")]
+    for run in runs:
+        for step in range(50):
+            run.append_metric({"step": step, "split": "train", "loss": 1.0, "error": 0.5})
+    stopped = threading.Event()
+    stopped.set()
+    assert warm_runs(tmp_path, stop=stopped) == 0  # told to stop: reads nothing
+    for run in runs:
+        CACHE.forget(run.path / "metrics.jsonl")
+    assert warm_runs(tmp_path) == 2
+    before = CACHE.parsed_lines
+    assert [len(read_run(run).metrics) for run in runs] == [50, 50]
+    assert CACHE.parsed_lines == before  # the page's read: from the cache

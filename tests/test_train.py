@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from explorer.cli import main
+from explorer.data import load_dataset
+from explorer.data.loader import DeviceLoader
 from explorer.fields import specs, to_text
 from explorer.models import build_model
 from explorer.models.cost import ModelTooLarge
@@ -29,6 +31,7 @@ from explorer.train.config import (
     config_from_args,
 )
 from explorer.train.jobs import JobManager
+from explorer.train.probes import measure_responses
 from explorer.train.store import Run, list_runs, mark_interrupted, pid_alive, read_jsonl
 from explorer.train.trainer import lr_at, train
 from tests.conftest import ROOT
@@ -64,9 +67,10 @@ def test_a_tiny_run_writes_every_record(tmp_path):
         assert {"step", "epoch", "split", "loss", "error", "lr", "time"} <= set(record)
         assert 0 <= record["error"] <= 1 and record["loss"] > 0
     probes = run.probes().records
-    assert [p["step"] for p in probes if p["kind"] == "grad_norm"] == [0, 4, 8]
+    # Every 4 steps before the update, and once more for the weights the run saved (step 12).
+    assert [p["step"] for p in probes if p["kind"] == "grad_norm"] == [0, 4, 8, 12]
     responses = [p for p in probes if p["kind"] == "response_std"]
-    assert len(responses) == 3 and len(responses[0]["layers"]) == 7
+    assert len(responses) == 4 and len(responses[0]["layers"]) == 7
     grads = next(p for p in probes if p["kind"] == "grad_norm")
     assert {b["name"] for b in grads["blocks"]} == {"layer1.0", "layer2.0", "layer3.0"}
     assert all(b["total"] > 0 and b["shortcut"] > 0 for b in grads["blocks"])
@@ -75,6 +79,14 @@ def test_a_tiny_run_writes_every_record(tmp_path):
     model = build_model("cifar-resnet8")
     model.load_state_dict(torch.load(run.path / "model.pt", weights_only=True))
     assert result.test_error == test_records[-1]["error"]
+    # The last response record describes the saved weights: measured again on them, the same.
+    data = load_dataset("shapes", seed=0, train_size=256, test_size=96)
+    test_loader = DeviceLoader(data.x_test, data.y_test, 96, device=torch.device("cpu"), mean=data.mean,
+                               std=data.std, augment=False, shuffle=False)
+    probe_images, _ = test_loader.batch(torch.arange(16))  # the trainer's held-out batch
+    again = {layer["name"]: layer["std"] for layer in measure_responses(model, probe_images)}
+    assert responses[-1]["step"] == 12
+    assert {layer["name"]: layer["std"] for layer in responses[-1]["layers"]} == pytest.approx(again, rel=1e-4)
 
 
 def test_image_size_draws_smaller_shapes_and_records_it(tmp_path):

@@ -18,7 +18,7 @@ from explorer.figures import (
 )
 from explorer.measurements import latest
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
-from explorer.train.presets import MEASURED_ON_CPU
+from explorer.train.presets import CLAIMS, MEASURED_ON_CPU, PRESETS
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, list_runs
 from explorer.train.trainer import train
 from tests.conftest import ROOT
@@ -49,10 +49,10 @@ def trained_pair():
     def number(label: str):
         return next(box for box in app.number_input if box.label == label)
 
-    app.select_slider[0].set_value(8)  # depth of the quick pair
-    number("Steps (quick, custom)").set_value(12)
-    app.select_slider[1].set_value(16)  # batch size
-    number("Training images (quick, custom)").set_value(200)
+    app.select_slider(key="train_depth").set_value(8)
+    number("Steps").set_value(12)
+    app.select_slider(key="train_batch").set_value(16)
+    number("Training images").set_value(200)
     number("Seed").set_value(7)
     app.button[0].click().run()
     assert not app.exception, [e.value for e in app.exception]
@@ -79,23 +79,30 @@ def test_train_page_starts_a_pair_and_shows_its_records(trained_pair):
 def test_train_page_shows_preset_limits():
     app = _page("train.py")
     app.radio[0].set_value("fig6").run()
-    info = next(i.value for i in app.info if "Fig. 6" in i.value)
-    assert "Fig. 6" in info and "Cannot show" in info and "long schedule" in info
+    preset = PRESETS["fig6"]
+    # Two short lines: what it shows and what it cannot; the rest one click away.
+    info = next(i.value for i in app.info if "Shows" in i.value)
+    assert info == f"**Shows:** {preset.shows}  \n**Cannot show:** {preset.cannot}"
+    assert "long schedule" in info
     # On this CPU: the minute-long schedule, and what bench/presets.py recorded, read from its results.
-    assert "shapes-easy at 16x16" in info and "300 steps at batch 64" in info
+    details = " ".join(m.value for m in app.expander[0].markdown)
+    assert "shapes-easy at 16x16" in details and "140 steps at batch 64" in details
     recorded = latest(MEASURED_ON_CPU)
-    measured = app.expander[0].markdown[0].value
     seeds = len(recorded.data["seeds"])
     for claim, count in recorded.data["summary"]["fig6"]["claims_held_on_seeds"].items():
-        assert f"{claim}: on {count} of {seeds} seeds" in measured
-    assert recorded.source in measured
-    assert app.selectbox[0].value == "shapes-easy" and app.select_slider[2].value == 16
+        assert f"{CLAIMS[claim]['text']}: on {count} of {seeds} seeds" in details
+    assert recorded.source in details
+    # A preset takes only its data, device and seed: its schedule is its own.
+    assert {box.label for box in app.number_input} == {"Seed"} and not app.select_slider
+    assert app.selectbox[0].value == "shapes-easy"
 
 
 def test_train_page_needs_a_model():
     app = _page("train.py")
-    app.radio[0].set_value("custom")
-    app.multiselect[0].set_value([])
+    app.radio[0].set_value("custom").run()
+    # The quick pair's depth is not a custom run's setting.
+    assert [slider.label for slider in app.select_slider] == ["Batch size", "Image size"]
+    app.multiselect(key="train_models").set_value([])
     app.button[0].click().run()
     assert not app.exception and "Pick at least one model" in app.error[0].value
 
@@ -118,6 +125,8 @@ def test_responses_page_draws_fig7(trained_pair):
     summary = app.dataframe[0].value
     assert len(summary) >= 2 and (summary["mean_std"] > 0).all()
     assert "closer to zero" in app.markdown[0].value
+    # The latest step is the end of both runs: its records are of the weights they saved.
+    assert any(c.value == "Step 12 shows the weights after 12 updates: the saved models." for c in app.caption)
 
 
 def test_gradients_page_explains_what_was_measured(trained_pair):
@@ -250,3 +259,35 @@ def test_report_writes_html_and_png(trained_pair, tmp_path, capsys):
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_a_start_click_dispatched_twice_starts_one_group():
+    """A doubled dispatch of Start's callback (seen with the Playground's buttons on Streamlit 1.67)
+    must not train every net twice; the next click starts the next group."""
+
+    def script():
+        import streamlit as st
+
+        from explorer.ui import train_form
+
+        class RecordingManager:
+            groups = []
+
+            def submit_group(self, configs, group, owner=None):
+                self.groups.append([config.model.name for config in configs])
+                return []
+
+        manager = RecordingManager()
+        train_form.shared_manager = lambda: manager
+        state = st.session_state
+        state.update(train_dataset="shapes-easy", train_device="cpu", train_seed=3, train_depth=8, train_steps=20,
+                     train_batch=16, train_lr=0.02, train_images=200, train_image_size=16, train_augment=False)
+        train_form._start("quick", 0)
+        train_form._start("quick", 0)  # the same click again: ignored
+        train_form._start("fig1", 1)  # the next click, drawn after the first was handled
+        train_form._start("quick", 1)  # a stale click is ignored too
+        st.write(repr(manager.groups))
+
+    app = AppTest.from_function(script, default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.markdown[0].value == repr([["cifar-plain8", "cifar-resnet8"], ["cifar-plain20", "cifar-plain56"]])

@@ -178,6 +178,12 @@ def comparison_rows(results: list[Complexity]) -> list[dict]:
             if result.macs_paper_bottleneck else None,
             "activation_mib_per_image": result.activation_bytes_per_image / 2**20,
         }
+        if result.paper_macs is not None:
+            # Where the stride sits differs only in bottleneck blocks: for every other net that
+            # Table 1 lists, the paper's placement is ours, and so is the count.
+            paper_stride = result.macs_paper_bottleneck or result.macs
+            row["gmacs_paper_stride"] = paper_stride / 1e9
+            row["gmacs_paper_stride_diff"] = relative_difference(paper_stride, result.paper_macs)
         for batch, milliseconds in (result.forward_ms or {}).items():
             row[f"forward_ms_batch{batch}"] = milliseconds
         rows.append(row)

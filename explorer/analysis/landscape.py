@@ -218,7 +218,7 @@ def loss_landscape(run_dir: str | Path, points: int | None = None, span: float =
         estimate = evaluations * one
         if max_seconds is not None and estimate > max_seconds:
             raise ValueError(f"would take about {estimate:,.0f} s ({evaluations:,} evaluations of {trained.images:,} "
-                             f"images at {one:.2f} s each; the limit is {max_seconds:g} s); lower --points or --images")
+                             f"images at {one:.2f} s each; the limit is {max_seconds:g} s); lower the points or the images")
         directions = filter_normalized_directions(model, seed=seed, count=dims)
         grid = slice_losses(model, trained.batches, directions, axis, centre=centre, progress=progress)
     result = {
@@ -230,3 +230,48 @@ def loss_landscape(run_dir: str | Path, points: int | None = None, span: float =
         "estimate_seconds": estimate, "seconds": time.perf_counter() - started, "notes": trained.notes,
     }
     return json_safe(result)
+
+
+def landscape_reading(results: list[dict]) -> list[str]:
+    """Sentences on what these slices measured, for the page and the CLI: each run's centre loss,
+    non-convexity and local minima; and, for a plain and a residual run of the same depth, whether
+    the residual one's slice is clearly smoother (non-convexity lower by more than 0.05, a margin
+    above the seed-to-seed spread we measured). Numbers only from ``results``."""
+    from explorer.models import resolve
+
+    lines = []
+    for result in results:
+        smooth = result["smoothness"]
+        nonconvexity = smooth.get("nonconvexity")
+        shape = "a convex bowl along every axis" if nonconvexity is not None and nonconvexity < 0.05 else (
+            "clearly non-convex" if nonconvexity is not None else "too flat to say")
+        gaps = f"; {smooth['gaps']} points gave NaN or infinite losses (gaps)" if smooth.get("gaps") else ""
+        lines.append(f"**{result['label']}** ({result['weights']} weights): loss {result['centre_loss']:.3f} at its "
+                     f"weights, up to {max(_flat(result['loss'])):,.1f} at the edge; non-convexity "
+                     f"{'-' if nonconvexity is None else f'{nonconvexity:.3f}'} ({shape}), "
+                     f"{smooth['local_minima']} strict local minim{'um' if smooth['local_minima'] == 1 else 'a'}"
+                     f"{gaps}.")
+    pairs = {}
+    for result in results:
+        spec = resolve(result["model"])
+        pairs.setdefault((spec.family, spec.fixed.get("depth")), {})[bool(spec.fixed.get("residual"))] = result
+    for (_, depth), pair in pairs.items():
+        if len(pair) == 2:
+            plain, residual = (pair[key]["smoothness"].get("nonconvexity") for key in (False, True))
+            if plain is None or residual is None:
+                continue
+            smoother = residual < plain - 0.05
+            lines.append(f"At depth {depth} the residual net's slice is "
+                         f"{'clearly smoother' if smoother else 'not clearly smoother'} than the plain net's "
+                         f"(non-convexity {residual:.3f} against {plain:.3f}). "
+                         + ("This is Li et al.'s finding." if smoother else
+                            "Li et al. found the depth-20 net without shortcuts benign too; the chaos they show "
+                            "needs depth 56 or 110 and nets trained to convergence." if (depth or 0) < 56 else
+                            "Li et al.'s nets were trained to convergence; after a short run this plain net's "
+                            "surface has not turned chaotic."))
+    return lines
+
+
+def _flat(loss: list) -> list[float]:
+    rows = loss if loss and isinstance(loss[0], list) else [loss]
+    return [value for row in rows for value in row if _finite(value)] or [float("nan")]

@@ -291,7 +291,7 @@ def random_subsets(names: list[str], max_blocks: int, draws: int, seed: int) -> 
 
 def lesion_study(run_dir: str | Path, blocks: int | None = None, images: int = DEFAULT_IMAGES,
                  draws: int = DEFAULT_DRAWS, seed: int = 0, device: str = "cpu",
-                 progress: Progress | None = None) -> dict:
+                 progress: Progress | None = None, clip_blocks: bool = False) -> dict:
     """The test error of a trained run with each block deleted, and with k random blocks deleted.
 
     ``blocks`` (K): the largest number of blocks deleted at once (default: all deletable ones);
@@ -310,7 +310,8 @@ def lesion_study(run_dir: str | Path, blocks: int | None = None, images: int = D
     - ``mean_single_increase``: the mean of (single-deletion error - baseline) over deletable blocks.
 
     Refuses, in one line: a run without model.pt, an MLP run, a net without blocks (VGG) or
-    without deletable ones, and K larger than the number of deletable blocks.
+    without deletable ones, and K larger than the number of deletable blocks (with
+    ``clip_blocks``, K is lowered to that number instead, and a note says so).
     """
     started = time.perf_counter()
     images, draws, seed = check_count(images, "images"), check_count(draws, "draws"), check_count(seed, "seed", 0)
@@ -328,6 +329,11 @@ def lesion_study(run_dir: str | Path, blocks: int | None = None, images: int = D
         if not deletable:
             raise ValueError(f"{trained.model_name} has no block that can be deleted: every one changes the shape")
         max_blocks = len(deletable) if blocks is None else blocks
+        if clip_blocks and max_blocks > len(deletable):
+            # A page asks one K of a plain and a residual net; the plain one may have fewer to delete.
+            trained.notes.append(f"K lowered from {max_blocks} to {len(deletable)}: {trained.model_name} has "
+                                 f"{len(deletable)} blocks that can be deleted")
+            max_blocks = len(deletable)
         if max_blocks > len(deletable):
             raise ValueError(f"--blocks {max_blocks} is more than the {len(deletable)} deletable blocks of "
                              f"{trained.model_name}; give at most {len(deletable)}")
@@ -362,3 +368,59 @@ def lesion_study(run_dir: str | Path, blocks: int | None = None, images: int = D
         "evaluations": len(planned), "seed": seed, "seconds": time.perf_counter() - started,
         "notes": trained.notes,
     })
+
+
+# --- what a study says, in words ------------------------------------------------------------------
+
+
+def _share_to_chance(study: dict, chance: float) -> float | None:
+    room = chance - study["baseline_error"]
+    return study["mean_single_increase"] / room if room > 0.01 else None
+
+
+def lesion_reading(studies: list[dict], classes: int = 10) -> list[str]:
+    """Sentences on what these studies measured, for the page and the CLI: each run's mean cost of
+    one deleted block, as points and as a share of the way from its error to chance; its
+    downsampling blocks against its others; and, for a plain and a residual run of the same depth,
+    which one a deletion hurts less. Numbers only from ``studies``."""
+    chance = 1 - 1 / classes
+    lines = []
+    for study in studies:
+        deleted = [block for block in study["blocks"] if block["deletable"] and block["error"] is not None]
+        if not deleted:
+            continue
+        increase = study["mean_single_increase"]
+        share = _share_to_chance(study, chance)
+        share = "" if share is None else f", {share:.0%} of the way from its error to chance ({chance:.0%})"
+        line = (f"**{study['label']}** ({study['weights']} weights): intact {study['baseline_error']:.1%}; one block "
+                f"deleted raises the error by {100 * increase:+.1f} points on average{share}.")
+        by_kind = {}
+        for block in deleted:
+            by_kind.setdefault("downsampling" if block["kind"] == "downsampling" else "other", []).append(
+                block["error"] - study["baseline_error"])
+        if len(by_kind) == 2:
+            down, other = (statistics.fmean(by_kind[kind]) for kind in ("downsampling", "other"))
+            line += (f" Its downsampling blocks cost {100 * down:+.1f} points, the others {100 * other:+.1f}"
+                     f" ({'more, as Veit et al. found' if down > other else 'not more, unlike in Veit et al.'}).")
+        lines.append(line)
+    pairs = {}
+    for study in studies:
+        spec = resolve(study["model"])
+        depth = spec.fixed.get("depth")
+        pairs.setdefault((spec.family, depth), {})[bool(spec.fixed.get("residual"))] = study
+    for (_, depth), pair in pairs.items():
+        if len(pair) == 2:
+            plain, residual = pair[False], pair[True]
+            shares = [_share_to_chance(study, chance) for study in (residual, plain)]
+            if None in shares:  # a net at chance already: points are all there is
+                less = residual["mean_single_increase"] < plain["mean_single_increase"]
+                measure = (f"{100 * residual['mean_single_increase']:+.1f} against "
+                           f"{100 * plain['mean_single_increase']:+.1f} points")
+            else:
+                # A net near chance has few points left to lose: the share of the way to chance compares fairly.
+                less = shares[0] < shares[1]
+                measure = f"{shares[0]:.0%} against {shares[1]:.0%} of the way to chance"
+            lines.append(f"At depth {depth}, one deleted block hurts **{residual['label']}** "
+                         f"{'less' if less else 'not less'} than **{plain['label']}** ({measure}): "
+                         + ("the direction Veit et al. report." if less else "not what Veit et al. report."))
+    return lines

@@ -37,6 +37,18 @@ class RunRecords:
         return [record["step"] for record in self.responses]
 
 
+def weights_at(records: list[RunRecords], step: int) -> str:
+    """Which weights a probe record at ``step`` describes, in a sentence for the pages.
+
+    The trainer probes step s before its update, so a record at step s is of the weights after s
+    updates; at a completed run's last step it is of the weights the run saved."""
+    saved = [r.label for r in records if r.status.get("state") == "completed" and r.status.get("step") == step]
+    what = "the initial weights" if step == 0 else f"the weights after {step:,} updates"
+    if saved:
+        what += f": the saved model of {', '.join(saved)}" if len(saved) < len(records) else ": the saved models"
+    return f"Step {step:,} shows {what}."
+
+
 def _model_section(config) -> dict:
     section = config.get("model") if isinstance(config, dict) else None
     return section if isinstance(section, dict) else {}
@@ -50,6 +62,23 @@ def run_label(run: Run, config: dict | None = None) -> str:
     # Folders the app names end in 4 random hex digits, enough to tell runs apart; others keep their name.
     tag = run.id[-4:] if re.fullmatch(r"\d{8}-\d{6}-.+-[0-9a-f]{4}", run.id) else run.id
     return f"{name}" + (f" ({shortcut})" if shortcut else "") + f" · {tag}"
+
+
+def warm_runs(runs_dir, stop=None) -> int:
+    """Read every run under ``runs_dir``, newest first, so that their records are in the reader's
+    cache before a page asks (run it in a background thread at server start: a 50 MB metrics file
+    takes about 2 s to parse the first time, 0.01 s after). ``stop``, a threading.Event, ends it
+    between two runs. Returns how many runs it read."""
+    from explorer.train.store import list_runs
+
+    read = 0
+    for run in sorted(list_runs(runs_dir), key=lambda run: run.id, reverse=True):
+        if stop is not None and stop.is_set():
+            break
+        if run.exists():
+            read_run(run)
+            read += 1
+    return read
 
 
 def read_run(run: Run | str, label: str | None = None) -> RunRecords:

@@ -45,6 +45,31 @@ class JobSpec:
     threads: int  # torch intra-op threads for this run
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """A computation that is not a training run (an analysis of a trained run), run where runs train.
+
+    ``target`` names a function as ``"package.module:function"``, imported where it runs (so this
+    layer needs no import of it); it is called with ``kwargs`` and returns a JSON-able dict.
+    """
+
+    target: str
+    kwargs: dict
+    threads: int
+    device: str = "cpu"  # "cuda" asks the backend for a GPU
+
+
+class TaskHandle(Protocol):
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the task has ended (within ``timeout`` seconds)."""
+
+    def outcome(self) -> tuple[dict | None, str]:
+        """After ``wait``: the target's dict, or None and why there is none (its refusal, or a dead worker)."""
+
+    def cancel(self) -> None:
+        """End the task now; it leaves nothing behind (the caller keeps no partial result)."""
+
+
 class Handle(Protocol):
     control: Control
 
@@ -66,6 +91,9 @@ class Backend(Protocol):
 
     def cpu_threads(self, concurrent: int) -> int:
         """Torch threads for a run while ``concurrent`` runs train at once."""
+
+    def start_task(self, spec: TaskSpec) -> TaskHandle:
+        """Start a computation that is not a training run (no queue: the caller limits how many)."""
 
     def shutdown(self) -> None:
         """Release what the backend holds (after the manager has stopped its jobs)."""
@@ -98,10 +126,40 @@ class ThreadHandle:
         return self._result, "" if self._result else "its thread ended without a result"
 
 
+class ThreadTaskHandle:
+    def __init__(self, spec: TaskSpec):
+        self._answer: dict | None = None
+        self._thread = threading.Thread(target=self._work, args=(spec,), name=f"task-{spec.target}", daemon=True)
+        self._thread.start()
+
+    def _work(self, spec: TaskSpec) -> None:
+        self._answer = worker.call_target(spec)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def outcome(self) -> tuple[dict | None, str]:
+        return _answered(self._answer, "its thread ended without an answer")
+
+    def cancel(self) -> None:
+        pass  # a thread cannot be stopped from outside; it ends when its computation does
+
+
+def _answered(answer: dict | None, otherwise: str) -> tuple[dict | None, str]:
+    if answer is None:
+        return None, otherwise
+    return answer.get("result"), answer.get("error", "")
+
+
 class ThreadBackend:
     """Threads in this process; several CPU runs share it through explorer/threads.py."""
 
     name = "thread"
+    shares_files = True  # a task reads the run folder where it is
+
+    def start_task(self, spec: TaskSpec) -> ThreadTaskHandle:
+        return ThreadTaskHandle(spec)
 
     def new_control(self) -> Control:
         return Control()
@@ -152,10 +210,36 @@ class ProcessHandle:
         self._process.kill()
 
 
+class ProcessTaskHandle:
+    def __init__(self, process, results):
+        self._process, self._results = process, results
+        self._answer: dict | None = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._process.join(timeout)
+        return not self._process.is_alive()
+
+    def outcome(self) -> tuple[dict | None, str]:
+        if self._answer is None:
+            try:
+                if self._results.poll():
+                    self._answer = self._results.recv()
+            except (EOFError, OSError):
+                pass
+        code = self._process.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        return _answered(self._answer, f"its worker process {how}")
+
+    def cancel(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+
+
 class LocalBackend:
     """A worker process per run, forked from a server process that has imported torch once."""
 
     name = "local"
+    shares_files = True
 
     def __init__(self):
         # forkserver: each worker forks from a small server that imported the trainer once (a new
@@ -194,6 +278,15 @@ class LocalBackend:
 
     def cpu_threads(self, concurrent: int) -> int:
         return cpu_share(concurrent)
+
+    def start_task(self, spec: TaskSpec) -> ProcessTaskHandle:
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=worker.run_task, args=(spec, sender), name=f"task-{spec.target}",
+                                        daemon=True)
+        with _without_main_module():
+            process.start()
+        sender.close()
+        return ProcessTaskHandle(process, receiver)
 
     def shutdown(self) -> None:
         pass

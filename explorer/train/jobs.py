@@ -67,6 +67,7 @@ class Job:
     control: Control
     owner: str | None = None  # the session that started it; None: shared
     checked: bool = True  # validated and fit-checked at submission (a resumed run is checked by the trainer)
+    group_size: int = 1  # runs submitted with it; they share the cores (see _pick)
     order: int = 0  # submission order, for the queue
     handle: Handle | None = None
     result: TrainResult | None = None
@@ -119,16 +120,18 @@ class JobManager:
         """Submit several runs as one comparison; all are checked before any is created or started."""
         for config in configs:
             check_config(config)
-        jobs = [self._create(config, group=group, owner=owner) for config in configs]
-        self._schedule()  # all queued first, so each run knows how many share the CPU with it
+        jobs = [self._create(config, group=group, owner=owner, group_size=len(configs)) for config in configs]
+        self._schedule()
         return jobs
 
     def _create(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,
-                group: str | None = None, owner: str | None = None) -> Job:
+                group: str | None = None, owner: str | None = None, group_size: int = 1) -> Job:
         label = label or f"{config.model.name}-{config.data.dataset.split(':')[0]}"
         run = Run.create(run_dir, config.to_json()) if run_dir else Run.new_in(self.runs_dir, config.to_json(), label)
-        run.set_status("queued", "waiting to start", owner=owner, **({"group": group} if group else {}))
-        return self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=owner))
+        run.set_status("queued", "waiting to start", owner=owner, group_size=group_size,
+                       **({"group": group} if group else {}))
+        return self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=owner,
+                             group_size=group_size))
 
     def resume(self, run_dir: str | Path, by: str | None = None) -> Job:
         """Continue a paused job, or a stopped, interrupted or failed run from its last checkpoint."""
@@ -147,7 +150,7 @@ class JobManager:
         config = RunConfig.from_json(run.config())
         run.set_status("queued", "waiting to resume")
         job = self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=status.get("owner"),
-                            checked=False))
+                            checked=False, group_size=int(status.get("group_size") or 1)))
         self._schedule()
         return job
 
@@ -184,8 +187,12 @@ class JobManager:
             if job is None:
                 return None
             job.started = True
-            # Every run that will train at once shares the cores: a preset's four nets get one thread each.
-            concurrent = min(self.max_concurrent, len(running) + len(waiting))
+            # A run's nets share the cores: a preset's four get one thread each on 2 cores. The count
+            # depends on its own group only, not on what else is queued, because torch's CPU
+            # results depend on it: the same seed with 1 thread and with 2 gives different curves
+            # (bitwise the same with the same count, measured). So a seed gives the same curves
+            # however busy the server is, and after a resume.
+            concurrent = min(self.max_concurrent, job.group_size)
             return job, JobSpec(job.config.to_json(), job.run_dir, job.checked, self.backend.cpu_threads(concurrent))
 
     def _next(self, running: list[Job], waiting: list[Job]) -> Job | None:

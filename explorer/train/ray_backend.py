@@ -38,9 +38,10 @@ import torch
 
 import explorer
 from explorer.train.config import RunConfig
-from explorer.train.execution import JobSpec
+from explorer.train.execution import JobSpec, TaskSpec
 from explorer.train.store import Run
 from explorer.train.trainer import Control, TrainResult, train
+from explorer.train.worker import call_target
 
 INSTALL = "pip install -r requirements-cluster.txt -c constraints.txt"
 PROBE_SECONDS = 3.0  # how long an address may take to answer before the backend refuses it
@@ -96,6 +97,13 @@ class RayBackend:
     def start(self, spec: JobSpec, control: Control) -> RayHandle:
         resources = self._resources(RunConfig.from_json(spec.config).device, spec.threads)
         return RayHandle(self._worker_class, spec, control, resources)
+
+    shares_files = False  # its workers may be on other machines: a task takes the run's files with it
+
+    def start_task(self, spec: TaskSpec) -> RayTaskHandle:
+        resources = self._resources(spec.device, spec.threads)
+        remote = _ray().remote(max_retries=0, **resources)(_run_task)  # a retry would only fail again
+        return RayTaskHandle(remote.remote(spec))
 
     def cpu_threads(self, concurrent: int) -> int:
         """The cluster's CPUs divided among the runs that train at once, at most a whole node's."""
@@ -217,6 +225,36 @@ class RayHandle:
     def _flags(self) -> dict:
         exists = self._run.exists()
         return {"stop": self.control.stop_requested or not exists, "paused": self.control.paused, "exists": exists}
+
+
+class RayTaskHandle:
+    """One computation on the cluster; its answer comes back as the task's return value."""
+
+    def __init__(self, reference):
+        self._reference = reference
+        self._answer: tuple[dict | None, str] | None = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        ready, _ = _ray().wait([self._reference], timeout=timeout)
+        return bool(ready)
+
+    def outcome(self) -> tuple[dict | None, str]:
+        if self._answer is None:
+            ray = _ray()
+            try:
+                answer = ray.get(self._reference, timeout=ANSWER_SECONDS)
+                self._answer = answer.get("result"), answer.get("error", "")
+            except Exception as error:  # noqa: BLE001 - a lost node or worker is a message, not a crash
+                self._answer = None, _why_lost(error, ray)
+        return self._answer
+
+    def cancel(self) -> None:
+        _ray().cancel(self._reference, force=True)
+
+
+def _run_task(spec: TaskSpec) -> dict:
+    torch.set_num_threads(spec.threads)
+    return call_target(spec)
 
 
 def _why_lost(error, ray) -> str:

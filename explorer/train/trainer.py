@@ -370,6 +370,8 @@ def _loop(t: Training, progress: Progress) -> TrainResult:
             run.append_metric({"step": done, "epoch": done / t.steps_per_epoch, "split": "test", "loss": test_loss,
                                "error": progress.test_error, "lr": lr, "time": clock.seconds})
             clock.restart()  # evaluation is not training time
+        if last and probes.probe_every:
+            _record_final_probes(t, next(batches))
         if done % probes.checkpoint_every == 0 or last:
             _save(t, done)
             clock.restart()
@@ -395,6 +397,27 @@ def _record_probes(t: Training, step: int, gradient_probe: GradientProbe) -> Non
                         "layers": weight_grad_norms(t.model)})
     with t.autocast():
         t.run.append_probe({"step": step, "kind": "response_std", "layers": measure_responses(t.model, t.probe_images)})
+
+
+def _record_final_probes(t: Training, batch) -> None:
+    """Probes of the weights the run saves, at step ``total_steps``.
+
+    A probe at step s is taken before update s+1, so it describes the weights after s updates, and
+    the loop's last one never describes the saved model. This one does: one more batch, forward and
+    backward for the gradient probe but no update, and BatchNorm's running statistics put back as
+    they were (a train-mode forward moves them)."""
+    images, labels = batch
+    buffers = {name: buffer.clone() for name, buffer in t.model.named_buffers()}
+    with GradientProbe(t.model) as gradient_probe:
+        with t.autocast():
+            logits = t.model(images)
+        t.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(logits.float(), labels).backward()
+    t.optimizer.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, buffer in t.model.named_buffers():
+            buffer.copy_(buffers[name])
+    _record_probes(t, t.total_steps, gradient_probe)
 
 
 def _save(t: Training, step: int) -> None:

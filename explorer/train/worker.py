@@ -6,6 +6,7 @@ torch and the trainer already in memory.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import threading
@@ -33,6 +34,27 @@ def run_job(spec, control: Control, results, server_pid: int) -> None:
     result = train(RunConfig.from_json(spec.config), Run(spec.run_dir), control, checked=spec.checked)
     results.send(result.to_json())
     results.close()
+
+
+def run_task(spec, results) -> None:
+    """Run an execution.TaskSpec; send {"result": ...} or {"error": ...} to ``results``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(spec.threads)
+    results.send(call_target(spec))
+    results.close()
+
+
+def call_target(spec) -> dict:
+    """Run ``spec`` (an execution.TaskSpec) here: {"result": its dict} or {"error": one line}. A ValueError is the target's
+    refusal, in words for the user; anything else is named by its type and first line."""
+    module, _, name = spec.target.partition(":")
+    try:
+        return {"result": getattr(importlib.import_module(module), name)(**spec.kwargs)}
+    except ValueError as error:
+        return {"error": str(error)}
+    except Exception as error:  # noqa: BLE001 - a worker reports, it does not die with a traceback
+        lines = str(error).strip().splitlines()
+        return {"error": f"{type(error).__name__}: {lines[0][:200] if lines else 'no details'}"}
 
 
 def _stop_when_gone(server_pid: int, control: Control) -> None:

@@ -40,9 +40,21 @@ def job_manager() -> JobManager:
     try:
         return _shared_manager()
     except ValueError as error:
-        st.error(f"Training is not available: {error} (the backend is chosen with ${BACKEND_ENV}).",
-                 icon=":material/error:")
+        st.error(unavailable(error), icon=":material/error:")
         st.stop()
+
+
+def unavailable(error: Exception) -> str:
+    return f"Training is not available: {error} (the backend is chosen with ${BACKEND_ENV})."
+
+
+def shared_manager() -> JobManager:
+    """The shared manager, for callbacks (where the page cannot stop): raises ValueError with the
+    reason when its backend cannot start."""
+    try:
+        return _shared_manager()
+    except ValueError as error:
+        raise ValueError(unavailable(error)) from error
 
 
 def all_runs(who: Viewer | None = None) -> list[Run]:

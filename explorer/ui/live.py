@@ -69,12 +69,13 @@ ACTIVE = ("queued", "running", "paused")
 IDLE_REFRESH_SECONDS = 5.0
 
 
-def live_panel(run_dirs: list[str]) -> None:
+def live_panel(run_dirs: list[str], curves: bool = True) -> None:
     """Progress and controls of these runs, redrawn every REFRESH_SECONDS while any is active, and their
-    curves, redrawn every few seconds. Only the fragments rerun, so every other widget stays usable."""
+    curves, redrawn every few seconds. Only the fragments rerun, so every other widget stays usable;
+    the whole page reruns once when the last of them ends."""
     active = any(Run(run_dir).status().get("state") in ACTIVE for run_dir in run_dirs if Run(run_dir).exists())
     st.fragment(_panel, run_every=REFRESH_SECONDS if active else IDLE_REFRESH_SECONDS)(run_dirs, active)
-    if any(Run(run_dir).exists() for run_dir in run_dirs):
+    if curves and any(Run(run_dir).exists() for run_dir in run_dirs):
         st.fragment(_curves, run_every=CHART_REFRESH_SECONDS if active else None)(run_dirs)
 
 

@@ -6,6 +6,8 @@ import threading
 import streamlit as st
 
 from explorer.analysis.complexity import warm_cache
+from explorer.analysis.runs import warm_runs
+from explorer.train.store import DEFAULT_RUNS_DIR
 
 
 @st.cache_resource
@@ -13,7 +15,13 @@ def start_background_warmup() -> threading.Thread:
     # Tracing the paper's deep models takes ~15 s on 2 cores; doing it while the class reads the
     # Home page makes the Complexity page instant. The thread never calls st.*.
     stop = threading.Event()
-    thread = threading.Thread(target=warm_cache, kwargs={"stop": stop}, name="complexity-warmup", daemon=True)
+
+    def warm() -> None:
+        # The runs first (seconds for long ones; the Runs and Train pages read them), then the models.
+        warm_runs(DEFAULT_RUNS_DIR, stop=stop)
+        warm_cache(stop=stop)
+
+    thread = threading.Thread(target=warm, name="background-warmup", daemon=True)
     thread.start()
 
     def finish() -> None:

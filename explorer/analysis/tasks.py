@@ -1,0 +1,177 @@
+"""The lesion study and the loss landscape as jobs: run off the page, through the execution backends.
+
+A page asks the ``TaskBoard`` for an analysis of a run with some settings. The board answers from
+the run's cache when that analysis was made before on the same saved weights; otherwise it starts
+it (one per run and settings, however many pages ask) where training runs: a worker process by
+default, a Ray task on a cluster. The page polls ``Task.progress`` and draws the result when done.
+
+Results are cached in the run folder, ``analysis/<kind>-<key>.json``, keyed on the settings and
+the saved model's size and time: a run that saves newer weights gets a fresh analysis. On a
+backend without the run folder (Ray), the run's config, status and weights travel with the task
+and are unpacked into a temporary folder there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from explorer.train.execution import TaskSpec, cpu_share
+
+KINDS = {  # kind: the function that computes it (module:function, imported in the worker)
+    "lesion": "explorer.analysis.lesion:lesion_study",
+    "landscape": "explorer.analysis.landscape:loss_landscape",
+}
+RUN_FILES = ("config.json", "status.json", "data.json", "model.pt")  # what an analysis reads of a run
+PROGRESS_EVERY_SECONDS = 0.2
+
+
+def cache_path(kind: str, run_dir: str | Path, options: dict) -> Path | None:
+    """Where ``kind`` with ``options`` on the run's current weights is kept; None without saved weights."""
+    model = Path(run_dir) / "model.pt"
+    try:
+        stat = model.stat()
+    except OSError:
+        return None
+    text = json.dumps({"kind": kind, "options": options, "weights": [stat.st_size, stat.st_mtime_ns]}, sort_keys=True)
+    return Path(run_dir) / "analysis" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+
+
+def run_analysis(kind: str, run_dir: str, options: dict, progress_path: str | None = None,
+                 files: dict[str, bytes] | None = None) -> dict:
+    """Compute ``kind`` of ``run_dir`` (in a worker). ``files``: the run folder's files, when the
+    worker cannot read the folder; ``progress_path``: a file that gets {"done", "total"}."""
+    import importlib
+
+    module, _, name = KINDS[kind].partition(":")
+    function = getattr(importlib.import_module(module), name)
+    progress = _ProgressFile(progress_path) if progress_path else None
+    if files is None:
+        return function(run_dir, progress=progress, **options)
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / Path(run_dir).name  # the same name: the same label on the page
+        copy.mkdir()
+        for file_name, content in files.items():
+            (copy / file_name).write_bytes(content)
+        result = function(str(copy), progress=progress, **options)
+    result["run_dir"] = run_dir
+    return result
+
+
+class _ProgressFile:
+    def __init__(self, path: str):
+        self.path, self.last = Path(path), 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < PROGRESS_EVERY_SECONDS:
+            return
+        self.last = now
+        partial = self.path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"done": done, "total": total}))
+        partial.replace(self.path)
+
+
+@dataclass
+class Task:
+    kind: str
+    run_dir: str
+    options: dict
+    path: Path  # where the result is cached
+    state: str = "queued"  # queued, running, done, failed
+    result: dict | None = None
+    message: str = ""
+    started: float = field(default_factory=time.monotonic)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def progress(self) -> tuple[int, int] | None:
+        """(done, total) evaluations, while it runs on a backend that reports them."""
+        try:
+            numbers = json.loads(self.path.with_suffix(".progress").read_text())
+            return int(numbers["done"]), int(numbers["total"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+class TaskBoard:
+    """Analyses of runs, computed once each through ``backend``, at most ``max_concurrent`` at a time."""
+
+    def __init__(self, backend, max_concurrent: int = 2, device: str = "cpu"):
+        self.backend, self.device = backend, device
+        self.max_concurrent = max_concurrent
+        self._slots = threading.Semaphore(max_concurrent)
+        self._tasks: dict[Path, Task] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, kind: str, run_dir: str | Path, options: dict) -> dict | None:
+        path = cache_path(kind, run_dir, options)
+        if path is None:
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def request(self, kind: str, run_dir: str | Path, options: dict, retry: bool = False) -> Task:
+        """The analysis of ``run_dir`` with ``options``: done from the cache, already under way, or started now.
+
+        One that failed stays failed (a page asks on every rerun) unless ``retry``, which a click
+        asks for. A run without saved weights gets a failed task with the reason, and no worker."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown analysis {kind!r}; valid: {', '.join(KINDS)}")
+        run_dir = str(run_dir)
+        path = cache_path(kind, run_dir, options)
+        if path is None:
+            task = Task(kind, run_dir, options, Path(run_dir) / "analysis" / f"{kind}-none.json", state="failed",
+                        message=f"{Path(run_dir).name} has saved no model yet (model.pt): train it first, or wait for "
+                                "its first checkpoint")
+            task.ended.set()
+            return task
+        with self._lock:
+            task = self._tasks.get(path)
+            if task is not None and (task.state != "failed" or not retry):
+                return task
+            result = self.cached(kind, run_dir, options)
+            task = Task(kind, run_dir, options, path, state="done" if result else "queued", result=result)
+            if result:
+                task.ended.set()
+            self._tasks[path] = task
+        if not result:
+            threading.Thread(target=self._run, args=(task,), name=f"{kind}-{Path(run_dir).name}", daemon=True).start()
+        return task
+
+    def _run(self, task: Task) -> None:
+        with self._slots:
+            task.state, task.started = "running", time.monotonic()
+            task.path.parent.mkdir(parents=True, exist_ok=True)
+            progress = task.path.with_suffix(".progress")
+            kwargs = {"kind": task.kind, "run_dir": task.run_dir, "options": task.options}
+            if getattr(self.backend, "shares_files", True):
+                kwargs["progress_path"] = str(progress)
+            else:
+                kwargs["files"] = {name: (Path(task.run_dir) / name).read_bytes() for name in RUN_FILES
+                                   if (Path(task.run_dir) / name).exists()}
+            spec = TaskSpec("explorer.analysis.tasks:run_analysis", kwargs,
+                            threads=cpu_share(self.max_concurrent), device=self.device)
+            try:
+                handle = self.backend.start_task(spec)
+                handle.wait()
+                result, why = handle.outcome()
+            except Exception as error:  # noqa: BLE001 - a backend that cannot start: the page says why
+                result, why = None, f"could not start: {error}"
+            if result is not None:
+                partial = task.path.with_suffix(".tmp")
+                partial.write_text(json.dumps(result))
+                partial.replace(task.path)
+                task.result, task.state = result, "done"
+            else:
+                task.message, task.state = why or "it ended without a result", "failed"
+            progress.unlink(missing_ok=True)
+            task.ended.set()

@@ -1,0 +1,68 @@
+"""The lesion and landscape pages' shared part: analyses requested as jobs, followed while they run."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer.analysis.runs import RunRecords
+from explorer.analysis.tasks import Task, TaskBoard
+from explorer.ui.jobs import job_manager
+
+POLL_SECONDS = 1.0
+
+
+@st.cache_resource(show_spinner=False)
+def _board(_backend) -> TaskBoard:
+    return TaskBoard(_backend)
+
+
+def task_board() -> TaskBoard:
+    """One board for the server, on the training runs' backend: analyses run where runs train."""
+    return _board(job_manager().backend)
+
+
+def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str, start_label: str) -> list[Task]:
+    """A Start button for ``kind`` on these runs; the tasks this session asked for with these settings.
+
+    Results made before on the same weights and settings come from the cache at once, without a
+    click. While any task runs, a fragment shows its progress every second and reruns the page
+    when the last one ends."""
+    board = task_board()
+    asked = st.session_state.setdefault(state_key, set())
+    wanted = [(record.run_dir, _key(options)) for record in records]
+    clicked = st.button(start_label, type="primary", icon=":material/play_arrow:")
+    if clicked:
+        asked.update(wanted)
+    tasks = []
+    for record, key in zip(records, wanted):
+        if key in asked or board.cached(kind, record.run_dir, options) is not None:
+            tasks.append(board.request(kind, record.run_dir, options, retry=clicked))
+    if any(task.state in ("queued", "running") for task in tasks):
+        st.fragment(_progress, run_every=POLL_SECONDS)(tasks)
+    for task in tasks:
+        if task.state == "failed":
+            st.error(f"{_name(task)}: {task.message}", icon=":material/error:")
+    return [task for task in tasks if task.state == "done"]
+
+
+def _progress(tasks: list[Task]) -> None:
+    for task in tasks:
+        progress = task.progress
+        if task.state == "queued":
+            st.progress(0.0, text=f"{_name(task)}: waiting for a free worker")
+        elif task.state == "running":
+            if progress and progress[1]:
+                done, total = progress
+                st.progress(done / total, text=f"{_name(task)}: {done} of {total} evaluations")
+            else:
+                st.progress(0.0, text=f"{_name(task)}: loading the run and its test images")
+    if not any(task.state in ("queued", "running") for task in tasks):
+        st.rerun()  # all ended: the whole page draws the results
+
+
+def _name(task: Task) -> str:
+    return task.run_dir.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _key(options: dict) -> str:
+    return repr(sorted(options.items()))

@@ -1,0 +1,101 @@
+"""The Train page's form: the settings that apply to the chosen mode, and a Start that starts once."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from explorer.data import BUILT_IN_IMAGE_DATASETS
+from explorer.device import resolve_device
+from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
+from explorer.ui.jobs import shared_manager
+from explorer.ui.session import viewer
+from explorer.ui.timing import available_devices
+
+QUICK_DEPTHS = [8, 14, 20, 32, 44, 56, 110]
+CUSTOM_MODELS = ["cifar-plain20", "cifar-resnet20", "cifar-plain56", "cifar-resnet56", "cifar-preact-resnet20",
+                 "resnet18"]
+DATASETS = list(BUILT_IN_IMAGE_DATASETS)
+GROUP_KEY = "train_group"  # the run folders this session started last: what the live panel shows
+PROBLEM_KEY = "train_problem"
+CLICKS_KEY = "train_clicks"
+
+
+def train_form(choice: str, on_gpu: bool) -> None:
+    """The form for ``choice`` ("quick", a preset key or "custom"): a preset takes only its data,
+    device and seed; the schedule is the preset's. Start submits the runs in its callback, once
+    per click: Streamlit 1.67 can dispatch one click's callback twice (measured on the
+    Playground's buttons), and a doubled Start would train every net twice."""
+    clicks = st.session_state.get(CLICKS_KEY, 0)
+    with st.form("train"):
+        columns = st.columns([3, 3, 3, 2] if choice in PRESETS else [3, 3, 4, 2])
+        columns[0].selectbox(
+            "Data set", DATASETS, index=DATASETS.index("shapes" if on_gpu else "shapes-easy"), key="train_dataset",
+            help="shapes-easy: ten shapes on a clean background, learnt within a minute on a CPU. shapes: the same "
+                 "on clutter, harder (for the long schedule). Both are built in and work offline. cifar10: "
+                 "downloaded on first use.")
+        columns[1].selectbox("Device", available_devices(("auto", "cpu", "cuda", "mps")), key="train_device")
+        if choice == "quick":
+            columns[2].select_slider("Depth", QUICK_DEPTHS, value=20, key="train_depth",
+                                     help="6n+2 layers: plain-N and ResNet-N, the same but for the shortcuts")
+        elif choice == "custom":
+            columns[2].multiselect("Models", CUSTOM_MODELS, default=["cifar-plain20", "cifar-resnet20"],
+                                   key="train_models")
+        columns[-1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed",
+                                 help="The data, the initial weights and the batch order. Every net of a run group "
+                                      "gets the same seed; try another to see how much a short run varies.")
+        if choice not in PRESETS:
+            cpu = PRESETS["fig6"].cpu  # the CPU defaults are the presets' short schedule
+            columns = st.columns([2, 2, 2, 2, 2, 1])
+            columns[0].number_input("Steps", 10, 1_000_000, 2_000 if on_gpu else cpu.steps, step=50, key="train_steps")
+            columns[1].select_slider("Batch size", [16, 32, 64, 128, 256], value=128 if on_gpu else cpu.batch_size,
+                                     key="train_batch")
+            columns[2].number_input("Learning rate", 0.001, 1.0, 0.1 if on_gpu else cpu.lr, format="%.3f",
+                                    key="train_lr")
+            columns[3].number_input("Training images", 100, 50_000, cpu.train_size, step=500, key="train_images")
+            columns[4].select_slider("Image size", [16, 24, 32], value=32 if on_gpu else cpu.image_size,
+                                     key="train_image_size",
+                                     help="Pixels per side. Smaller images train faster on a CPU: the CPU presets "
+                                          "use 16.")
+            columns[5].checkbox("Augment", value=on_gpu or cpu.augment, key="train_augment",
+                                help="The paper's pad-4 random crop and flip. Off in the CPU presets: on 16-pixel "
+                                     "images it slows a one-minute run's learning a lot.")
+        st.form_submit_button("Start", icon=":material/play_arrow:", type="primary", on_click=_start,
+                              args=(choice, clicks))
+        if choice not in PRESETS:
+            st.caption(f"The learning rate drops by 10 at 90% of the steps, or at 50% and 75% (as the paper) from "
+                       f"{SHORT_RUN_STEPS:,} steps on. The CPU defaults are the presets' short schedule.")
+    problem = st.session_state.pop(PROBLEM_KEY, None)
+    if problem:
+        st.error(problem, icon=":material/error:")
+
+
+def chosen_device():
+    return resolve_device(st.session_state.get("train_device", "auto"))
+
+
+def _start(choice: str, clicks_when_drawn: int) -> None:
+    state = st.session_state
+    if state.get(CLICKS_KEY, 0) != clicks_when_drawn:
+        return  # this click was carried out already
+    state[CLICKS_KEY] = clicks_when_drawn + 1
+    device = chosen_device()
+    dataset, seed = state["train_dataset"], int(state["train_seed"])
+    if choice in PRESETS:
+        configs = PRESETS[choice].configs(device.type, dataset=dataset, seed=seed)
+    else:
+        names = ([f"cifar-plain{state['train_depth']}", f"cifar-resnet{state['train_depth']}"] if choice == "quick"
+                 else list(state["train_models"]))
+        configs = custom_configs(names, dataset, int(state["train_steps"]), int(state["train_batch"]),
+                                 float(state["train_lr"]), device.type, int(state["train_images"]), seed=seed,
+                                 image_size=int(state["train_image_size"]), augment=bool(state["train_augment"]))
+    if not configs:
+        state[PROBLEM_KEY] = "Pick at least one model."
+        return
+    try:
+        jobs = shared_manager().submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"), owner=viewer().owner)
+    except ValueError as error:
+        state[PROBLEM_KEY] = f"Cannot start: {error}"
+        return
+    state[GROUP_KEY] = [job.run_dir for job in jobs]

@@ -1,0 +1,54 @@
+import streamlit as st
+
+from explorer.analysis.lesion import lesion_reading
+from explorer.figures import lesion_blocks_figure, lesion_random_figure
+from explorer.train.store import Run
+from explorer.ui.analysis import analyse
+from explorer.ui.jobs import latest_group, pick_runs
+
+st.title("Lesion study")
+st.markdown(
+    "Veit, Wilber and Belongie (NeurIPS 2016) deleted single blocks of a **trained** ResNet at test time: its error "
+    "barely moved, except at the downsampling blocks, while removing a layer of a plain net sent it to chance; "
+    "deleting several blocks raised a ResNet's error smoothly. Their reading: a ResNet behaves like an ensemble of "
+    "many paths of different lengths, none of them essential. Here you delete blocks of the nets you trained: a "
+    "residual block loses its branch (its output is its shortcut), a plain block is replaced by the identity."
+)
+records = pick_runs("lesion-runs", default=latest_group())
+if not records:
+    st.info("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or the "
+            "Fig. 6 preset), then come back.")
+    st.stop()
+
+columns = st.columns(3)
+blocks = columns[0].number_input("Blocks deleted at once, up to K", 1, 50, 5,
+                                 help="Random sets of 1, 2, ... K blocks; a plain-20 has 7 blocks that can be deleted.")
+images = columns[1].number_input("Test images", 100, 10_000, 1_000, step=100,
+                                 help="The first N images of each run's own test set (all of it if it has fewer).")
+draws = columns[2].number_input("Random draws per k", 1, 20, 5)
+options = {"blocks": int(blocks), "images": int(images), "draws": int(draws), "device": "auto", "clip_blocks": True}
+studies = [task.result for task in analyse("lesion", records, options, "lesion-asked",
+                                           "Run the lesion study (about 10 s per net on a CPU)")]
+if not studies:
+    st.caption("Each run is studied in a worker of its own, off this page: you can switch pages meanwhile. A study "
+               "made before on the same weights and settings shows at once.")
+    st.stop()
+
+st.subheader("One block deleted")
+st.plotly_chart(lesion_blocks_figure(studies), width="stretch")
+st.subheader("Several blocks deleted at random")
+st.plotly_chart(lesion_random_figure(studies), width="stretch")
+
+classes = len((Run(studies[0]["run_dir"]).data_info() or {}).get("classes") or range(10))
+st.subheader("What our measurement says")
+for line in lesion_reading(studies, classes=classes):
+    st.markdown(f"- {line}")
+st.caption(
+    f"On {studies[0]['images']:,} test images of each run, in eval mode. Veit et al. measured nets trained to "
+    "convergence (ResNet-110 on CIFAR-10, 200-layer ResNets on ImageNet); nets trained for a minute on a CPU are far "
+    "from that, so read the sentences above as what these runs show, not as the paper's numbers. "
+    "bench/results/lesion-landscape-* records the study on three seeds of the Train page's pair."
+)
+for study in studies:
+    for note in study.get("notes", []):
+        st.caption(f"{study['label']}: {note}")
