@@ -96,21 +96,22 @@ def macs_vs_params_figure(rows: list[dict]) -> go.Figure:
 
 
 def _label_positions(rows: list[dict], near_decades: float = 0.08) -> list[str]:
-    """Where each scatter label goes: right of its marker, unless a marker labelled before it sits
-    within ``near_decades`` on both log axes (plain-34 and ResNet-34 differ by 1%): then above or below
-    it, alternately, so that no two labels overlap."""
-    positions, placed = [], []
-    for row in rows:
-        x, y = math.log10(row["params"]), math.log10(row["gmacs"])
-        crowded = [position for (px, py, position) in placed if abs(px - x) < near_decades and abs(py - y) < near_decades]
-        if not crowded:
-            position = "middle right"
-        else:
-            position = "bottom right" if "top right" in crowded else "top right"
-            if "bottom right" in crowded and "top right" in crowded:
-                position = "middle left"
-        positions.append(position)
-        placed.append((x, y, position))
+    """Where each scatter label goes: right of its marker, unless another marker sits within
+    ``near_decades`` on both log axes (plain-34, ResNet-34 and ResNet-50 do): then the points of
+    that cluster take, in order, the left, above right and below right, so that no two labels
+    (nor a label and a neighbour's marker) overlap."""
+    points = [(math.log10(row["params"]), math.log10(row["gmacs"])) for row in rows]
+    around = ["middle left", "top right", "bottom right", "top left", "bottom left"]
+    positions, used = [], {}
+    for index, (x, y) in enumerate(points):
+        cluster = [other for other, (ox, oy) in enumerate(points)
+                   if abs(ox - x) < near_decades and abs(oy - y) < near_decades]
+        if len(cluster) == 1:
+            positions.append("middle right")
+            continue
+        key = min(cluster)  # the cluster's first point names it
+        positions.append(around[used.get(key, 0) % len(around)])
+        used[key] = used.get(key, 0) + 1
     return positions
 
 
@@ -254,10 +255,12 @@ def gradient_split_figure(records, step: int | None = None) -> go.Figure:
 # ---------------------------------------------------------------------------------------------
 # The lesion study (Veit et al., 2016) and the loss landscape (Li et al., 2018) of trained runs.
 
-def lesion_blocks_figure(studies: list[dict]) -> go.Figure:
-    """Test error with each single block deleted, one bar group per run, its intact error dashed.
-    Blocks that cannot be deleted (a plain block that changes the shape) have no bar."""
+def lesion_blocks_figure(studies: list[dict], title: str = "") -> go.Figure:
+    """Test error with each single block deleted, one bar per run and block, each run's intact error
+    as a dashed line of its colour. For runs of one architecture (their blocks share names); blocks
+    that cannot be deleted (a plain block that changes the shape) have no bar."""
     figure = go.Figure()
+    names = list(dict.fromkeys(block["name"] for study in studies for block in study["blocks"]))
     for index, study in enumerate(studies):
         colour = _colour(index)
         blocks = study["blocks"]
@@ -267,12 +270,14 @@ def lesion_blocks_figure(studies: list[dict]) -> go.Figure:
             name=f"{study['label']}: one block deleted", marker_color=colour,
             customdata=[block["kind"] for block in blocks],
             hovertemplate="%{x} (%{customdata}): %{y:.1f}% error<extra></extra>"))
-        figure.add_hline(y=100 * study["baseline_error"], line=dict(color=colour, dash="dash"),
-                         annotation_text=f"{study['label']} intact: {study['baseline_error']:.1%}",
-                         annotation_position="top left")
-    figure.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=30, b=10),
-                         legend=dict(orientation="h", y=1.12), yaxis=dict(title="test error (%)", range=[0, 100]),
-                         xaxis=dict(title="deleted block (network order)"))
+        figure.add_trace(go.Scatter(
+            x=names, y=[100 * study["baseline_error"]] * len(names), mode="lines",
+            line=dict(color=colour, dash="dash"), name=f"{study['label']} intact: {study['baseline_error']:.1%}",
+            hoverinfo="skip"))
+    figure.update_layout(title=title, barmode="group", height=420, margin=dict(l=10, r=10, t=60 if title else 30, b=10),
+                         legend=dict(orientation="h", y=1.18 if title else 1.12),
+                         yaxis=dict(title="test error (%)", range=[0, 100]),
+                         xaxis=dict(title="deleted block (network order)", categoryorder="array", categoryarray=names))
     return figure
 
 

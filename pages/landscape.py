@@ -3,6 +3,7 @@ import streamlit as st
 from explorer.analysis.landscape import landscape_reading
 from explorer.device import resolve_device
 from explorer.figures import landscape_contour_figure, landscape_line_figure, landscape_surface_figure
+from explorer.models import resolve
 from explorer.ui.analysis import analyse
 from explorer.ui.jobs import latest_group, pick_runs
 
@@ -37,9 +38,9 @@ allow_long = st.checkbox("Allow a long computation (up to 30 minutes)",
                               "this, an estimate over 2 minutes is refused.")
 options = {"dims": int(dims), "points": int(points), "span": float(span), "images": int(images), "seed": int(seed),
            "device": "auto", "max_seconds": 1800.0 if allow_long else 120.0}
-results = [task.result for task in analyse(
-    "landscape", records, options, "landscape-asked",
-    "Compute the slices" + ("" if on_gpu else f" (on a CPU: about {'10' if dims == 1 else '30-45'} s per net)"))]
+start = "Compute the slices" + ("" if on_gpu else f" (on a CPU: about {'10' if dims == 1 else '30-45'} s per net)")
+results = [task.result for task in analyse("landscape", records, options, "landscape-asked", start,
+                                           refusal_hint=" (or tick Allow a long computation)")]
 if not results:
     st.caption("Each net's slice is computed in a worker of its own, off this page: you can switch pages meanwhile. "
                "A slice made before on the same weights and settings shows at once.")
@@ -48,10 +49,15 @@ if not results:
 if results[0]["dims"] == 1:
     st.plotly_chart(landscape_line_figure(results), width="stretch")
 else:
+    by_depth = {}  # plain beside residual, one depth per row: contours, then surfaces
     for result in results:
-        left, right = st.columns(2)
-        left.plotly_chart(landscape_contour_figure(result), width="stretch", key=f"contour-{result['run_dir']}")
-        right.plotly_chart(landscape_surface_figure(result), width="stretch", key=f"surface-{result['run_dir']}")
+        spec = resolve(result["model"])
+        by_depth.setdefault(spec.fixed.get("depth"), []).append((bool(spec.fixed.get("residual")), result))
+    for depth, group in by_depth.items():
+        group = [result for _, result in sorted(group, key=lambda pair: pair[0])]
+        for figure, kind in ((landscape_contour_figure, "contour"), (landscape_surface_figure, "surface")):
+            for column, result in zip(st.columns(max(2, len(group))), group):
+                column.plotly_chart(figure(result), width="stretch", key=f"{kind}-{result['run_dir']}")
 st.subheader("What our measurement says")
 for line in landscape_reading(results):
     st.markdown(f"- {line}")

@@ -2,6 +2,7 @@ import streamlit as st
 
 from explorer.analysis.lesion import lesion_reading
 from explorer.figures import lesion_blocks_figure, lesion_random_figure
+from explorer.models import resolve
 from explorer.train.store import Run
 from explorer.ui.analysis import analyse
 from explorer.ui.jobs import latest_group, pick_runs
@@ -35,7 +36,16 @@ if not studies:
     st.stop()
 
 st.subheader("One block deleted")
-st.plotly_chart(lesion_blocks_figure(studies), width="stretch")
+by_depth = {}
+for study in studies:  # plain and residual nets of one depth share their block names: one chart each
+    by_depth.setdefault(len(study["blocks"]), []).append(study)
+for blocks, group in sorted(by_depth.items()):
+    depths = {resolve(study["model"]).fixed.get("depth") for study in group}
+    title = f"Depth {depths.pop()}: {blocks} blocks" if len(depths) == 1 and None not in depths else f"{blocks} blocks"
+    st.markdown(f"**{title}**")
+    st.plotly_chart(lesion_blocks_figure(group), width="stretch", key=f"blocks-{blocks}")
+st.caption("No bar: a plain block that changes the shape (where the width doubles) has nothing to be replaced by, "
+           "so it cannot be deleted; a residual one keeps its option-A shortcut.")
 st.subheader("Several blocks deleted at random")
 st.plotly_chart(lesion_random_figure(studies), width="stretch")
 

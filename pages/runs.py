@@ -16,22 +16,26 @@ if not runs:
     st.info("No runs yet: start one on the Train page.")
     st.stop()
 
-table = pd.DataFrame([{**run.summary(), "whose": who.describe(run.status())} for run in runs])
+table = pd.DataFrame([{**run.summary(), "run": run_label(run), "whose": who.describe(run.status())} for run in runs])
+table["steps"] = [f"{int(step) if pd.notna(step) else 0:,}" + (f" / {int(total):,}" if pd.notna(total) else "")
+                  for step, total in zip(table["step"], table["total_steps"])]
+for split in ("train", "test"):  # None for a run that has logged nothing yet
+    table[f"{split}_error_percent"] = pd.to_numeric(table[f"{split}_error"], errors="coerce") * 100
 selection = st.dataframe(
-    table[["id", "whose", "state", "model", "dataset", "step", "total_steps", "train_error", "test_error",
-           "images_per_sec", "message"]],
-    # Narrow columns for the short values, so that the table fits a laptop's width and the long
-    # message wraps into its own column rather than pushing the rest off to the right.
-    column_config={"id": st.column_config.TextColumn(width="medium", pinned=True),
-                   "whose": st.column_config.TextColumn(width="small"),
-                   "state": st.column_config.TextColumn(width="small"),
-                   "model": st.column_config.TextColumn(width="small"),
-                   "dataset": st.column_config.TextColumn("data", width="small"),
-                   "step": st.column_config.NumberColumn(width="small"),
-                   "total_steps": st.column_config.NumberColumn("of", width="small"),
-                   "train_error": st.column_config.NumberColumn("train err", format="percent", width="small"),
-                   "test_error": st.column_config.NumberColumn("test err", format="percent", width="small"),
-                   "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f", width="small"),
+    table,
+    # Widths in pixels that add up to a laptop's width beside the sidebar: the run's short label
+    # (model and tag; the folder name is in the CSV and the configuration below), and the message
+    # last, wrapping into what is left.
+    column_order=["run", "whose", "state", "dataset", "steps", "train_error_percent", "test_error_percent",
+                  "images_per_sec", "message"],
+    column_config={"run": st.column_config.TextColumn(width=170, pinned=True),
+                   "whose": st.column_config.TextColumn(width=70),
+                   "state": st.column_config.TextColumn(width=85),
+                   "dataset": st.column_config.TextColumn("data", width=95),
+                   "steps": st.column_config.TextColumn(width=90),
+                   "train_error_percent": st.column_config.NumberColumn("train err", format="%.1f%%", width=75),
+                   "test_error_percent": st.column_config.NumberColumn("test err", format="%.1f%%", width=70),
+                   "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f", width=70),
                    "message": st.column_config.TextColumn(width="large")},
     hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs-table",
 )

@@ -216,3 +216,13 @@ def test_measure_if_ready_never_traces(monkeypatch, tmp_path):
     monkeypatch.setattr(cost, "profile_forward", lambda *a, **k: pytest.fail("traced"))
     assert complexity.measure_if_ready("resnet50").macs_paper_bottleneck < complexity.measure_if_ready("resnet50").macs
     cost._profile_named.cache_clear()
+
+
+def test_scatter_labels_of_nearby_models_go_to_different_sides():
+    from explorer.figures import macs_vs_params_figure
+
+    rows = [{"model": name, "params": params, "gmacs": gmacs, "paper_gmacs": None} for name, params, gmacs in (
+        ("plain34", 21.6e6, 3.64), ("resnet18", 11.7e6, 1.81), ("resnet34", 21.8e6, 3.66), ("resnet50", 25.6e6, 4.09))]
+    positions = dict(zip([row["model"] for row in rows], macs_vs_params_figure(rows).data[0].textposition))
+    assert positions["resnet18"] == "middle right"  # alone
+    assert len({positions[name] for name in ("plain34", "resnet34", "resnet50")}) == 3

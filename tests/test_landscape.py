@@ -12,10 +12,12 @@ import torch.nn.functional as F
 
 from explorer.analysis.landscape import (
     filter_normalized_directions,
+    fold_batchnorm,
     loss_landscape,
     slice_losses,
     surface_smoothness,
 )
+from explorer.analysis.lesion import evaluate
 from explorer.cli import main
 from explorer.models import build_model, seeded_weights
 from explorer.train.store import Run
@@ -94,6 +96,24 @@ def test_a_slice_holds_batchnorm_fixed_and_gives_the_model_back(runs):
     with torch.no_grad():
         model.eval()
         assert grid["loss"][1][1] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cifar-plain8", "cifar-resnet8"])
+def test_batchnorm_folded_into_its_convolution_gives_the_same_slice(runs, name):
+    model, x, y = rebuilt(runs[name], images=32)
+    model.eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    directions = filter_normalized_directions(model, seed=3, count=2)
+    centre = evaluate(model, [(x, y)])
+    folded, carried = fold_batchnorm(model, directions, [(x, y)], centre)
+    assert folded is not model and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in before.items())  # a copy
+    axis = [-1.0, -0.25, 0.5]
+    flat = [loss for row in slice_losses(folded, [(x, y)], carried, axis)["loss"] for loss in row]
+    assert flat == pytest.approx([loss for row in slice_losses(model, [(x, y)], directions, axis)["loss"]
+                                  for loss in row], rel=1e-5)
+    # A folded net that does not give the centre's loss is not used.
+    assert fold_batchnorm(model, directions, [(x, y)], (centre[0] * 1.01, centre[1]))[0] is model
 
 
 def test_a_2d_slice_is_points_by_points(runs):

@@ -21,7 +21,8 @@ def task_board() -> TaskBoard:
     return _board(job_manager().backend)
 
 
-def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str, start_label: str) -> list[Task]:
+def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str, start_label: str,
+            refusal_hint: str = "") -> list[Task]:
     """A Start button for ``kind`` on these runs; the tasks this session asked for with these settings.
 
     Results made before on the same weights and settings come from the cache at once, without a
@@ -41,7 +42,8 @@ def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str,
         st.fragment(_progress, run_every=POLL_SECONDS)(tasks)
     for task in tasks:
         if task.state == "failed":
-            st.error(f"{_name(task)}: {task.message}", icon=":material/error:")
+            hint = refusal_hint if task.message.startswith("would take about") else ""
+            st.error(f"{_name(task)}: {task.message}{hint}", icon=":material/error:")
     return [task for task in tasks if task.state == "done"]
 
 

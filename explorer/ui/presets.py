@@ -12,8 +12,7 @@ def preset_summary(preset: Preset, device_type: str) -> None:
     measured figures (bench/presets.py's record) in an expander."""
     st.info(f"**Shows:** {preset.shows}  \n**Cannot show:** {preset.cannot}", icon=":material/science:")
     with st.expander("Details: the schedule, and what it showed when we measured it"):
-        where = "this GPU" if device_type == "cuda" else "the CPU"
-        st.markdown(f"On {where} it runs {preset.describe(device_type)}")
+        st.markdown(f"It runs {preset.describe(device_type)}")
         st.markdown(preset.details)
         measured = preset.measured_on_cpu() if device_type != "cuda" else None
         if measured:

@@ -29,7 +29,7 @@ def train_form(choice: str, on_gpu: bool) -> None:
     Playground's buttons), and a doubled Start would train every net twice."""
     clicks = st.session_state.get(CLICKS_KEY, 0)
     with st.form("train"):
-        columns = st.columns([3, 3, 3, 2] if choice in PRESETS else [3, 3, 4, 2])
+        columns = st.columns([3, 3, 2, 4] if choice in PRESETS else [3, 3, 4, 2])
         columns[0].selectbox(
             "Data set", DATASETS, index=DATASETS.index("shapes" if on_gpu else "shapes-easy"), key="train_dataset",
             help="shapes-easy: ten shapes on a clean background, learnt within a minute on a CPU. shapes: the same "
@@ -42,7 +42,7 @@ def train_form(choice: str, on_gpu: bool) -> None:
         elif choice == "custom":
             columns[2].multiselect("Models", CUSTOM_MODELS, default=["cifar-plain20", "cifar-resnet20"],
                                    key="train_models")
-        columns[-1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed",
+        columns[2 if choice in PRESETS else 3].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed",
                                  help="The data, the initial weights and the batch order. Every net of a run group "
                                       "gets the same seed; try another to see how much a short run varies.")
         if choice not in PRESETS:
