@@ -134,7 +134,7 @@ class Student:
         return {"shown": shown, "server": answered - sent if answered is not None else math.nan}
 
     def listed_run_ids(self) -> list[str]:
-        """The ids in the Runs page's table (its accessible copy of the canvas grid)."""
+        """The tags of the runs in the Runs page's table (its accessible copy of the canvas grid)."""
         page = self.page
         page.get_by_role("heading", name="Runs", exact=True).wait_for(timeout=60_000)
         wait_for_script(page)
@@ -143,13 +143,13 @@ class Student:
         grid = page.locator("[data-testid='stDataFrame'] table[role='grid']")
         grid.wait_for(state="attached", timeout=60_000)
         rows = int(grid.get_attribute("aria-rowcount")) - 1  # less the header
-        ids = grid.locator("td[aria-colindex='1']").all_inner_texts()
-        assert len(ids) == rows, f"the grid drew {len(ids)} of {rows} rows"
-        return ids
+        labels = grid.locator("td[aria-colindex='1']").all_inner_texts()
+        assert len(labels) == rows, f"the grid drew {len(labels)} of {rows} rows"
+        return [label.rsplit(" · ", 1)[-1] for label in labels]  # "cifar-plain8 · 02f2": the folder's last 4
 
     def check_sees_only_own(self, runs_dir: Path) -> list[str]:
         """Problems (none: this session's Runs page lists exactly its own runs)."""
-        own = set(self.own_runs(runs_dir))
+        own = {folder[-4:] for folder in self.own_runs(runs_dir)}
         listed = self.listed_run_ids()
         problems = []
         if set(listed) != own:
