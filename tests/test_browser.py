@@ -427,10 +427,10 @@ def _start_quick_pair(page, steps: int, images: int, smallest_net: bool = True) 
         page.get_by_label(label, exact=True).press("Tab")
     sliders = ["Batch size", "Image size"]
     for label in sliders + (["Depth"] if smallest_net else []):
-        slider = page.get_by_role("slider", name=label, exact=True)
+        slider = page.get_by_role("slider", name=label)
         slider.focus()
         slider.press("Home")  # depth 8, batch 16, 16 pixels: the smallest of each
-    assert page.get_by_role("slider", name="Image size", exact=True).get_attribute("aria-valuetext") == "16"
+    assert page.get_by_role("slider", name="Image size").get_attribute("aria-valuetext") == "16"
     page.get_by_role("button", name="Start").click()
 
 
