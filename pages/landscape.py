@@ -4,8 +4,7 @@ from explorer.analysis.landscape import landscape_reading
 from explorer.device import resolve_device
 from explorer.figures import landscape_contour_figure, landscape_line_figure, landscape_surface_figure
 from explorer.models import resolve
-from explorer.ui.analysis import analyse
-from explorer.ui.jobs import latest_group, pick_runs
+from explorer.ui.analysis import analyse, pick_trained_runs
 
 st.title("Loss landscape")
 st.markdown(
@@ -16,11 +15,7 @@ st.markdown(
     "at `weights + a d1` (1-D) or `weights + a d1 + b d2` (2-D), with the same directions for every net of the same "
     "shape, and BatchNorm's parameters and statistics held fixed, as in the paper."
 )
-records = pick_runs("landscape-runs", default=latest_group())
-if not records:
-    st.info("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or the "
-            "Fig. 6 preset), then come back.")
-    st.stop()
+records = pick_trained_runs("landscape-runs")
 
 on_gpu = resolve_device("auto").type == "cuda"
 columns = st.columns(5)

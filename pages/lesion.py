@@ -4,8 +4,7 @@ from explorer.analysis.lesion import lesion_reading
 from explorer.figures import lesion_blocks_figure, lesion_random_figure
 from explorer.models import resolve
 from explorer.train.store import Run
-from explorer.ui.analysis import analyse
-from explorer.ui.jobs import latest_group, pick_runs
+from explorer.ui.analysis import analyse, pick_trained_runs
 
 st.title("Lesion study")
 st.markdown(
@@ -15,11 +14,7 @@ st.markdown(
     "many paths of different lengths, none of them essential. Here you delete blocks of the nets you trained: a "
     "residual block loses its branch (its output is its shortcut), a plain block is replaced by the identity."
 )
-records = pick_runs("lesion-runs", default=latest_group())
-if not records:
-    st.info("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or the "
-            "Fig. 6 preset), then come back.")
-    st.stop()
+records = pick_trained_runs("lesion-runs")
 
 columns = st.columns(3)
 blocks = columns[0].number_input("Blocks deleted at once, up to K", 1, 50, 5,

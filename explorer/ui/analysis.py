@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.analysis.runs import RunRecords
 from explorer.analysis.tasks import Task, TaskBoard
-from explorer.ui.jobs import job_manager
+from explorer.ui.jobs import job_manager, latest_group, pick_runs
 
 POLL_SECONDS = 1.0
 
@@ -19,6 +19,17 @@ def _board(_backend) -> TaskBoard:
 def task_board() -> TaskBoard:
     """One board for the server, on the training runs' backend: analyses run where runs train."""
     return _board(job_manager().backend)
+
+
+def pick_trained_runs(key: str) -> list[RunRecords]:
+    """The runs to analyse (this session's latest comparison by default); with none, a word on how to
+    make some, and the page stops."""
+    records = pick_runs(key, default=latest_group())
+    if not records:
+        st.info("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or "
+                "the Fig. 6 preset), then come back.")
+        st.stop()
+    return records
 
 
 def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str, start_label: str,
