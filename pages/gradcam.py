@@ -5,6 +5,7 @@ from explorer.ui.feedback import explain_errors
 from explorer.ui.gradcam import (
     PRETRAINED,
     cached_weights_path,
+    default_pair,
     offer_training,
     pick_image,
     pretrained,
@@ -44,7 +45,7 @@ with explain_errors("These weights cannot be used"):
         if not runs:
             offer_training()
         chosen = st.multiselect("Runs (pick a plain and a residual one to compare)", list(runs),
-                                default=list(runs)[-2:], format_func=runs.get, max_selections=4)
+                                default=default_pair(runs), format_func=runs.get, max_selections=4)
         models = [trained_run(run_dir) for run_dir in chosen]
     else:
         name = st.text_input("Model name (as in the registry)", "resnet18")

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.data.images import MAX_IMAGE_UPLOAD_MB
 from explorer.models.weights import MAX_CLASSES, MAX_WEIGHTS_UPLOAD_MB, MIRROR_ENV
-from explorer.train.store import DEFAULT_RUNS_DIR
+from explorer.train.store import DEFAULT_RUNS_DIR, Run
 from tests.conftest import ROOT
 
 APP = str(ROOT / "explorer" / "app.py")
@@ -66,6 +66,9 @@ def test_grad_cam_opens_on_the_runs_trained_here_when_imagenet_weights_are_absen
     app = _page()
     assert app.radio[1].value == "Runs trained here"
     assert not app.exception and not app.error
+    # It opens on the comparison its label asks for: a plain run and a residual one.
+    picked = [Run(run_dir).config()["model"]["name"] for run_dir in app.multiselect[0].value]
+    assert sorted("resnet" in name for name in picked) == [False, True], picked
     said = [c.value for c in app.caption if "saw only" in c.value]
     assert said and "shapes images of 32x32 pixels in 10 classes" in said[0] and "forced into one" in said[0]
 

@@ -20,6 +20,7 @@ from explorer.analysis.gradcam import (
     state_dict_classifier,
 )
 from explorer.analysis.runs import run_label
+from explorer.models import resolve
 from explorer.data.images import (
     MAX_IMAGE_UPLOAD_MB,
     SAMPLE_PHOTOS,
@@ -210,3 +211,16 @@ def _reachable(name: str, url: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def default_pair(runs: dict[str, str]) -> list[str]:
+    """The newest plain run and the newest residual one (of those with a saved model), so that the
+    page opens on the comparison its label asks for; the newest two when there is no such pair."""
+    newest = {}
+    for run_dir in runs:  # in the order listed: oldest first
+        model = Run(run_dir).config().get("model")
+        try:
+            newest[bool(resolve(model.get("name", "")).fixed.get("residual"))] = run_dir
+        except (AttributeError, ValueError):  # a config without a model section, or an unknown name
+            continue
+    return [newest[False], newest[True]] if len(newest) == 2 else list(runs)[-2:]
