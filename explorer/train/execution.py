@@ -177,58 +177,54 @@ class ThreadBackend:
 # --- local processes ---------------------------------------------------------------------------
 
 
-class ProcessHandle:
-    def __init__(self, process, control: Control, results):
-        self.control = control
-        self._process = process
-        self._results = results
-        self._result: TrainResult | None = None
+class _WorkerProcess:
+    """A worker process and the pipe it answers on, once; shared by runs and tasks."""
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
+    def __init__(self, process, results):
+        self._process, self._results = process, results
+        self._message = None
 
     def wait(self, timeout: float | None = None) -> bool:
         self._process.join(timeout)
         return not self._process.is_alive()
 
-    def outcome(self) -> tuple[TrainResult | None, str]:
-        if self._result is None:
+    def _received(self):
+        """What the worker sent, or None (nothing yet, or it died first)."""
+        if self._message is None:
             try:
                 if self._results.poll():
-                    self._result = TrainResult(**self._results.recv())
+                    self._message = self._results.recv()
             except (EOFError, OSError):
                 pass
-        if self._result is not None:
-            return self._result, ""
+        return self._message
+
+    def _why_ended(self) -> str:
         code = self._process.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-        return None, f"its worker process {how}"
+        return f"its worker process {how}"
+
+
+class ProcessHandle(_WorkerProcess):
+    def __init__(self, process, control: Control, results):
+        super().__init__(process, results)
+        self.control = control
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def outcome(self) -> tuple[TrainResult | None, str]:
+        message = self._received()
+        return (TrainResult(**message), "") if message is not None else (None, self._why_ended())
 
     def kill(self) -> None:
         """For tests and the load benchmark: the worker dies as it would if the OOM killer took it."""
         self._process.kill()
 
 
-class ProcessTaskHandle:
-    def __init__(self, process, results):
-        self._process, self._results = process, results
-        self._answer: dict | None = None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._process.join(timeout)
-        return not self._process.is_alive()
-
+class ProcessTaskHandle(_WorkerProcess):
     def outcome(self) -> tuple[dict | None, str]:
-        if self._answer is None:
-            try:
-                if self._results.poll():
-                    self._answer = self._results.recv()
-            except (EOFError, OSError):
-                pass
-        code = self._process.exitcode
-        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-        return _answered(self._answer, f"its worker process {how}")
+        return _answered(self._received(), self._why_ended())
 
     def cancel(self) -> None:
         if self._process.is_alive():
