@@ -327,8 +327,6 @@ def landscape_contour_figure(result: dict, log_levels: bool = True) -> go.Figure
 
 def landscape_surface_figure(result: dict) -> go.Figure:
     """A 2-D slice as a surface (log10 of the loss), to turn around with the mouse."""
-    import math
-
     z = [[None if value is None or value <= 0 else math.log10(value) for value in row] for row in result["loss"]]
     figure = go.Figure(go.Surface(x=result["axis"], y=result["axis"], z=z, colorscale="Viridis", showscale=False))
     figure.update_layout(title=result["label"], height=420, margin=dict(l=0, r=0, t=40, b=0),

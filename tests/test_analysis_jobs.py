@@ -164,3 +164,32 @@ def test_the_page_asks_one_k_of_nets_with_fewer_blocks_and_is_told_so(runs):
     study = lesion_study(runs["cifar-plain8"], blocks=3, images=64, draws=1, clip_blocks=True)
     assert [row["k"] for row in study["random_deletions"]] == [1]
     assert "K lowered from 3 to 1: cifar-plain8 has 1 blocks that can be deleted" in study["notes"]
+
+
+def test_an_answer_larger_than_the_pipe_comes_back(tmp_path):
+    """A worker blocks in send() until a large answer is read (a 2-D landscape of 61+ points a side
+    is over the pipe's 64 KiB): waiting must read it, not only join the process."""
+    big = "a" * 300_000
+    handle = LocalBackend().start_task(TaskSpec("json:loads", {"s": json.dumps({"text": big})}, threads=1))
+    assert handle.wait(60)
+    result, why = handle.outcome()
+    assert why == "" and result == {"text": big}
+
+
+def test_a_task_whose_run_was_deleted_while_it_waited_fails_with_a_message(runs, tmp_path):
+    run_dir = tmp_path / "resnet"
+    shutil.copytree(runs["cifar-resnet8"], run_dir)
+    board = TaskBoard(ThreadBackend(), max_concurrent=1)
+    board._slots.acquire()  # the only slot busy: the task waits
+    task = board.request("lesion", run_dir, LESION)
+    shutil.rmtree(run_dir)
+    board._slots.release()
+    assert _done(task).state == "failed" and task.message == "resnet was deleted"
+    assert not run_dir.exists()  # not made again for the cache
+
+
+def test_a_diverged_nets_slice_is_described_without_error():
+    result = {"label": "cifar-plain8 · 0001", "weights": "final", "model": "cifar-plain8", "centre_loss": None,
+              "loss": [None, 2.0, None], "smoothness": {"nonconvexity": None, "local_minima": 0, "gaps": 2}}
+    [line] = landscape_reading([result])
+    assert "loss - at its weights" in line and "2 points gave NaN or infinite losses" in line

@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from explorer.train.execution import TaskSpec, cpu_share
+from explorer.train.execution import TaskSpec
+from explorer.train.worker import import_target
 
 KINDS = {  # kind: the function that computes it (module:function, imported in the worker)
     "lesion": "explorer.analysis.lesion:lesion_study",
@@ -47,10 +48,7 @@ def run_analysis(kind: str, run_dir: str, options: dict, progress_path: str | No
                  files: dict[str, bytes] | None = None) -> dict:
     """Compute ``kind`` of ``run_dir`` (in a worker). ``files``: the run folder's files, when the
     worker cannot read the folder; ``progress_path``: a file that gets {"done", "total"}."""
-    import importlib
-
-    module, _, name = KINDS[kind].partition(":")
-    function = getattr(importlib.import_module(module), name)
+    function = import_target(KINDS[kind])
     progress = _ProgressFile(progress_path) if progress_path else None
     if files is None:
         return function(run_dir, progress=progress, **options)
@@ -87,7 +85,6 @@ class Task:
     state: str = "queued"  # queued, running, done, failed
     result: dict | None = None
     message: str = ""
-    started: float = field(default_factory=time.monotonic)
     ended: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -103,12 +100,20 @@ class Task:
 class TaskBoard:
     """Analyses of runs, computed once each through ``backend``, at most ``max_concurrent`` at a time."""
 
-    def __init__(self, backend, max_concurrent: int = 2, device: str = "cpu"):
-        self.backend, self.device = backend, device
+    def __init__(self, backend, max_concurrent: int = 2):
+        self.backend = backend
         self.max_concurrent = max_concurrent
         self._slots = threading.Semaphore(max_concurrent)
         self._tasks: dict[Path, Task] = {}
         self._lock = threading.Lock()
+
+    def has_result(self, kind: str, run_dir: str | Path, options: dict) -> bool:
+        """Whether ``request`` would answer at once with a result (without reading it)."""
+        path = cache_path(kind, run_dir, options)
+        if path is None:
+            return False
+        task = self._tasks.get(path)
+        return task.state == "done" if task is not None else path.exists()
 
     def cached(self, kind: str, run_dir: str | Path, options: dict) -> dict | None:
         path = cache_path(kind, run_dir, options)
@@ -149,29 +154,36 @@ class TaskBoard:
 
     def _run(self, task: Task) -> None:
         with self._slots:
-            task.state, task.started = "running", time.monotonic()
-            task.path.parent.mkdir(parents=True, exist_ok=True)
+            task.state = "running"
             progress = task.path.with_suffix(".progress")
-            kwargs = {"kind": task.kind, "run_dir": task.run_dir, "options": task.options}
-            if getattr(self.backend, "shares_files", True):
-                kwargs["progress_path"] = str(progress)
-            else:
-                kwargs["files"] = {name: (Path(task.run_dir) / name).read_bytes() for name in RUN_FILES
-                                   if (Path(task.run_dir) / name).exists()}
-            spec = TaskSpec("explorer.analysis.tasks:run_analysis", kwargs,
-                            threads=cpu_share(self.max_concurrent), device=self.device)
             try:
-                handle = self.backend.start_task(spec)
-                handle.wait()
-                result, why = handle.outcome()
-            except Exception as error:  # noqa: BLE001 - a backend that cannot start: the page says why
-                result, why = None, f"could not start: {error}"
+                result, why = self._compute(task, progress)
+                if result is not None:
+                    partial = task.path.with_suffix(".tmp")
+                    partial.write_text(json.dumps(result))
+                    partial.replace(task.path)
+            except Exception as error:  # noqa: BLE001 - the run deleted meanwhile, a backend that cannot start
+                result, why = None, f"could not run: {error}"
             if result is not None:
-                partial = task.path.with_suffix(".tmp")
-                partial.write_text(json.dumps(result))
-                partial.replace(task.path)
                 task.result, task.state = result, "done"
             else:
                 task.message, task.state = why or "it ended without a result", "failed"
             progress.unlink(missing_ok=True)
             task.ended.set()
+
+    def _compute(self, task: Task, progress: Path) -> tuple[dict | None, str]:
+        run_dir = Path(task.run_dir)
+        if not (run_dir / "config.json").exists():
+            return None, f"{run_dir.name} was deleted"
+        task.path.parent.mkdir(exist_ok=True)
+        kwargs = {"kind": task.kind, "run_dir": task.run_dir, "options": task.options}
+        if getattr(self.backend, "shares_files", True):
+            kwargs["progress_path"] = str(progress)
+        else:
+            kwargs["files"] = {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).exists()}
+        spec = TaskSpec("explorer.analysis.tasks:run_analysis", kwargs,
+                        threads=self.backend.cpu_threads(self.max_concurrent),
+                        device=str(task.options.get("device", "cpu")))
+        handle = self.backend.start_task(spec)
+        handle.wait()
+        return handle.outcome()

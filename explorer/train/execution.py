@@ -22,6 +22,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
+from multiprocessing import connection
 from contextlib import contextmanager
 from multiprocessing import spawn
 from dataclasses import dataclass
@@ -65,9 +67,6 @@ class TaskHandle(Protocol):
 
     def outcome(self) -> tuple[dict | None, str]:
         """After ``wait``: the target's dict, or None and why there is none (its refusal, or a dead worker)."""
-
-    def cancel(self) -> None:
-        """End the task now; it leaves nothing behind (the caller keeps no partial result)."""
 
 
 class Handle(Protocol):
@@ -142,9 +141,6 @@ class ThreadTaskHandle:
     def outcome(self) -> tuple[dict | None, str]:
         return _answered(self._answer, "its thread ended without an answer")
 
-    def cancel(self) -> None:
-        pass  # a thread cannot be stopped from outside; it ends when its computation does
-
 
 def _answered(answer: dict | None, otherwise: str) -> tuple[dict | None, str]:
     if answer is None:
@@ -185,7 +181,18 @@ class _WorkerProcess:
         self._message = None
 
     def wait(self, timeout: float | None = None) -> bool:
-        self._process.join(timeout)
+        # The answer is read as soon as it comes: a worker blocks in send() until a large answer
+        # (a 2-D landscape of 61+ points a side is over the pipe's 64 KiB) is read, so joining
+        # first would wait for ever.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._process.is_alive():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = connection.wait([self._results, self._process.sentinel], left)
+            if self._results in ready:
+                self._received()
+            if not ready or (deadline is not None and time.monotonic() >= deadline):
+                break
+        self._process.join(0 if self._process.is_alive() else None)
         return not self._process.is_alive()
 
     def _received(self):
@@ -225,10 +232,6 @@ class ProcessHandle(_WorkerProcess):
 class ProcessTaskHandle(_WorkerProcess):
     def outcome(self) -> tuple[dict | None, str]:
         return _answered(self._received(), self._why_ended())
-
-    def cancel(self) -> None:
-        if self._process.is_alive():
-            self._process.kill()
 
 
 class LocalBackend:

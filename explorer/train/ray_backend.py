@@ -248,9 +248,6 @@ class RayTaskHandle:
                 self._answer = None, _why_lost(error, ray)
         return self._answer
 
-    def cancel(self) -> None:
-        _ray().cancel(self._reference, force=True)
-
 
 def _run_task(spec: TaskSpec) -> dict:
     torch.set_num_threads(spec.threads)

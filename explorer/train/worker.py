@@ -44,12 +44,17 @@ def run_task(spec, results) -> None:
     results.close()
 
 
+def import_target(target: str):
+    """The function named ``"package.module:function"``."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def call_target(spec) -> dict:
     """Run ``spec`` (an execution.TaskSpec) here: {"result": its dict} or {"error": one line}. A ValueError is the target's
     refusal, in words for the user; anything else is named by its type and first line."""
-    module, _, name = spec.target.partition(":")
     try:
-        return {"result": getattr(importlib.import_module(module), name)(**spec.kwargs)}
+        return {"result": import_target(spec.target)(**spec.kwargs)}
     except ValueError as error:
         return {"error": str(error)}
     except Exception as error:  # noqa: BLE001 - a worker reports, it does not die with a traceback

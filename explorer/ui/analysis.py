@@ -47,7 +47,7 @@ def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str,
         asked.update(wanted)
     tasks = []
     for record, key in zip(records, wanted):
-        if key in asked or board.cached(kind, record.run_dir, options) is not None:
+        if key in asked or board.has_result(kind, record.run_dir, options):
             tasks.append(board.request(kind, record.run_dir, options, retry=clicked))
     if any(task.state in ("queued", "running") for task in tasks):
         st.fragment(_progress, run_every=POLL_SECONDS)(tasks)
