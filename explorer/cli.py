@@ -113,20 +113,20 @@ def command_preset(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from explorer.device import resolve_device
     from explorer.train.jobs import JobManager
     from explorer.train.presets import PRESETS
 
     if args.key not in PRESETS:
         raise ValueError(f"unknown preset {args.key!r}; valid: {', '.join(PRESETS)}")
     preset = PRESETS[args.key]
-    device = resolve_device(args.device)
-    configs = preset.configs(device.type, dataset=args.dataset, seed=args.seed)
-    manager = JobManager(Path(args.out), max_concurrent=len(configs), backend=_backend(args))
+    backend = _backend(args)
+    device = backend.training_device(args.device)  # the schedule suits where the runs train: here, or a cluster
+    configs = preset.configs(device, dataset=args.dataset, seed=args.seed)
+    manager = JobManager(Path(args.out), max_concurrent=len(configs), backend=backend)
     started = time.perf_counter()
     jobs = manager.submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"))
     if not args.json:
-        print(f"{preset.title_on(device.type)}: {preset.describe(device.type, args.dataset)}", file=sys.stderr)
+        print(f"{preset.title_on(device)}: {preset.describe(device, args.dataset)}", file=sys.stderr)
     signal.signal(signal.SIGINT, lambda *_: [manager.stop(job.run_dir) for job in jobs])
     for job in jobs:
         while not job.ended.wait(0.5):
@@ -136,7 +136,7 @@ def command_preset(args: argparse.Namespace) -> int:
              "train_error": job.result.train_error, "test_error": job.result.test_error, "message": job.result.message}
             for job in jobs]
     if args.json:
-        print(json.dumps({"preset": args.key, "device": device.type, "seconds": seconds, "runs": runs}))
+        print(json.dumps({"preset": args.key, "device": device, "seconds": seconds, "runs": runs}))
     else:
         for run in runs:
             train_error = f"{run['train_error']:.1%}" if run["train_error"] is not None else "-"

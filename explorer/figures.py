@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import math
 
+# Imported whole before any figure is built: plotly checks its values against pandas types through
+# sys.modules, and a pandas that another thread (the server's warm-up, another session's page) is
+# still importing is half-initialised there ("partially initialized module 'pandas' has no
+# attribute 'Series'", seen under AppTest). An import here waits for that import to finish.
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 
 from explorer.analysis.architecture import Diagram

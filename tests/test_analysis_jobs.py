@@ -121,8 +121,10 @@ def shared_pair(runs):
 
 
 def _until_drawn(app: AppTest, charts: int, timeout: float = 180) -> AppTest:
+    """Until every asked task has ended (no progress bar left) and ``charts`` charts are drawn: the
+    page draws a net's result as soon as it is there, so one chart may show one net of two."""
     deadline = time.time() + timeout
-    while len(app.get("plotly_chart")) < charts:
+    while len(app.get("plotly_chart")) < charts or app.get("progress"):
         assert not app.error, [e.value for e in app.error]
         assert time.time() < deadline, "the results were not drawn"
         time.sleep(0.5)
@@ -174,6 +176,17 @@ def test_an_answer_larger_than_the_pipe_comes_back(tmp_path):
     assert handle.wait(60)
     result, why = handle.outcome()
     assert why == "" and result == {"text": big}
+
+
+def test_waiting_for_a_worker_that_answered_and_is_slow_to_exit_takes_no_cpu():
+    """Once the answer is read the pipe stays readable (end of file): waiting on it too spun the
+    waiting thread, and with it the server's interpreter, until the worker exited."""
+    handle = LocalBackend().start_task(TaskSpec("tests.tiny_runs:answer_then_linger", {"seconds": 2.0}, threads=1))
+    cpu_before, wall_before = time.thread_time(), time.monotonic()
+    assert handle.wait(60)
+    assert handle.outcome() == ({"answered": True}, "")
+    assert time.monotonic() - wall_before >= 1.5  # it did wait for the slow exit...
+    assert time.thread_time() - cpu_before < 0.2  # ...asleep (spinning, it used about the whole 2 s)
 
 
 def test_a_task_whose_run_was_deleted_while_it_waited_fails_with_a_message(runs, tmp_path):

@@ -94,3 +94,38 @@ def test_complexity_timing_asks_for_a_model():
     app.multiselect[0].set_value([])
     app.button[0].click().run()
     assert not app.exception and "Pick at least one model" in app.error[0].value
+
+
+def test_the_server_warm_up_imports_what_every_page_imports():
+    """A page's first visit since the server started must not import pandas and the rest in its
+    script run (a class's first click to Runs waited seconds for it): the warm-up does it first."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from explorer.ui.warmup import page_imports, warm_imports\n"
+              "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules\n"
+              "warm_imports()\n"
+              "print(sorted(name for name in [*page_imports(), 'pyarrow'] if name not in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+    from explorer.ui.warmup import page_imports
+
+    pages_import = set(page_imports())
+    assert {"pandas", "explorer.figures", "explorer.ui.train_form"} <= pages_import  # the parse finds them
+
+
+def test_the_server_config_streamlit_reads_binds_loopback_and_watches_no_files():
+    import subprocess
+    import sys
+
+    script = ("import streamlit.config as config\n"
+              "config.get_config_options(force_reparse=True)\n"
+              "print(config.get_option('server.address'), config.get_option('server.fileWatcherType'), "
+              "config.get_option('server.maxUploadSize'))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["127.0.0.1", "none", "256"]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
-from explorer.train.execution import LocalBackend, cpu_share
+from explorer.train.execution import LocalBackend, OnThisMachine, cpu_share
 from explorer.train.jobs import JobManager, NotYours, resolve_backend
 from explorer.train.store import Run
 from explorer.train.trainer import Control, TrainResult
@@ -53,7 +53,7 @@ class HeldHandle:
         return TrainResult(self.spec.run_dir, "completed", "done", 1, 1, None, None, None), ""
 
 
-class HeldBackend:
+class HeldBackend(OnThisMachine):
     """Starts nothing: records which jobs were started, in order, and ends one when told."""
 
     name = "held"
@@ -183,6 +183,18 @@ def test_pause_resume_and_stop_reach_a_worker_process(tmp_path, local_backend):
     manager.stop(job.run_dir)
     result = manager.wait(job.run_dir, 60)
     assert result.state == "stopped" and "resumable" in result.message
+
+
+def test_a_worker_trains_below_the_priority_of_the_process_that_serves_pages(tmp_path, local_backend):
+    from explorer.train.worker import WORKER_NICENESS
+
+    manager = JobManager(tmp_path, max_concurrent=1, backend=local_backend)
+    job = manager.submit(tiny(steps=2000, log_every=2))
+    wait_for(lambda: job.run.status().get("step", 0) >= 2)
+    worker_niceness = os.getpriority(os.PRIO_PROCESS, job.handle.pid)
+    manager.stop(job.run_dir)
+    assert manager.wait(job.run_dir, 60).state == "stopped"
+    assert worker_niceness == max(WORKER_NICENESS, os.nice(0))  # 10 against this process's 0 in CI
 
 
 def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(tmp_path, local_backend):

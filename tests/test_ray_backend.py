@@ -230,3 +230,64 @@ def test_an_analysis_on_ray_takes_the_run_with_it_and_answers_as_a_local_one(ray
     assert [b["error"] for b in task.result["blocks"]] == [b["error"] for b in here["blocks"]]
     refused = TaskBoard(backend).request("lesion", run_dir, {**options, "blocks": 99, "clip_blocks": False})
     assert refused.ended.wait(180) and refused.state == "failed" and "is more than the" in refused.message
+
+
+class SeenCluster(RayBackend):
+    """A RayBackend that starts no Ray: it sees the nodes the test gives (cluster_nodes)."""
+
+    def __init__(self):
+        pass
+
+
+@pytest.fixture
+def cluster_nodes(monkeypatch):
+    from explorer.train import ray_backend
+
+    seen = []
+    monkeypatch.setattr(ray_backend, "_nodes", lambda: seen[-1])
+    return seen
+
+
+def test_runs_on_a_ray_cluster_take_its_devices_not_this_machines(cluster_nodes, tmp_path):
+    from explorer.train.jobs import check_config
+
+    cluster_nodes.append([{"CPU": 16, "GPU": 1}, {"CPU": 4}])
+    backend = SeenCluster()
+    assert [backend.training_device(choice) for choice in ("auto", "cuda", "cpu")] == ["cuda", "cuda", "cpu"]
+    with pytest.raises(ValueError, match="not one a Ray cluster offers"):
+        backend.training_device("mps")
+    assert "the Ray cluster's GPUs (2 nodes: 20 CPUs, 1 GPUs)" == backend.describe_where("cuda")
+    on_the_gpu = tiny().replace(device="cuda")
+    check_config(on_the_gpu, backend)  # accepted: the cluster has a GPU, wherever this test runs
+    if not torch.cuda.is_available():  # this machine alone would refuse it
+        with pytest.raises(ValueError, match="no CUDA GPU is available on this machine"):
+            check_config(on_the_gpu)
+    cluster_nodes.append([{"CPU": 4}])
+    assert backend.training_device("auto") == "cpu"
+    with pytest.raises(ValueError, match="no node of the Ray cluster has a GPU"):
+        check_config(on_the_gpu, backend)
+
+
+def test_a_backend_that_trains_elsewhere_leaves_the_fit_check_to_the_trainer(tmp_path):
+    from test_execution import HeldBackend
+
+    class Elsewhere(HeldBackend):
+        checks_fit_here = False
+
+        def training_device(self, choice):
+            return "cuda"
+
+    huge = tiny().replace(device="cuda", model=ModelConfig(name="cifar-resnet110"),
+                          optim=OptimConfig(steps=8, batch_size=65_536))  # hundreds of GB of activations
+    backend = Elsewhere()
+    manager = JobManager(tmp_path, max_concurrent=1, backend=backend)
+    manager.submit(huge)  # this machine's memory says nothing of the node's: no refusal here...
+    assert backend.started[0].spec.checked is False  # ...the trainer checks where the run lands
+    manager.shutdown()
+    local = HeldBackend()
+    manager = JobManager(tmp_path / "local", max_concurrent=1, backend=local)
+    with pytest.raises(ValueError):
+        manager.submit(huge.replace(device="cpu"))
+    manager.submit(tiny())
+    assert local.started[0].spec.checked is True
+    manager.shutdown()

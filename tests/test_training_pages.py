@@ -270,24 +270,67 @@ def test_a_start_click_dispatched_twice_starts_one_group():
 
         from explorer.ui import train_form
 
+        from explorer.train.execution import ThreadBackend
+
         class RecordingManager:
             groups = []
+            backend = ThreadBackend()  # devices: this machine's
 
             def submit_group(self, configs, group, owner=None):
                 self.groups.append([config.model.name for config in configs])
                 return []
 
         manager = RecordingManager()
-        train_form.shared_manager = lambda: manager
-        state = st.session_state
-        state.update(train_dataset="shapes-easy", train_device="cpu", train_seed=3, train_depth=8, train_steps=20,
-                     train_batch=16, train_lr=0.02, train_images=200, train_image_size=16, train_augment=False)
-        train_form._start("quick", 0)
-        train_form._start("quick", 0)  # the same click again: ignored
-        train_form._start("fig1", 1)  # the next click, drawn after the first was handled
-        train_form._start("quick", 1)  # a stale click is ignored too
+        shared_manager = train_form.shared_manager
+        train_form.shared_manager = lambda: manager  # put back below: AppTest runs this in the test's process
+        try:
+            state = st.session_state
+            state.update(train_dataset="shapes-easy", train_device="cpu", train_seed=3, train_depth=8,
+                         train_steps=20, train_batch=16, train_lr=0.02, train_images=200, train_image_size=16,
+                         train_augment=False)
+            train_form._start("quick", 0)
+            train_form._start("quick", 0)  # the same click again: ignored
+            train_form._start("fig1", 1)  # the next click, drawn after the first was handled
+            train_form._start("quick", 1)  # a stale click is ignored too
+        finally:
+            train_form.shared_manager = shared_manager
         st.write(repr(manager.groups))
 
     app = AppTest.from_function(script, default_timeout=60).run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.markdown[0].value == repr([["cifar-plain8", "cifar-resnet8"], ["cifar-plain20", "cifar-plain56"]])
+
+
+def test_the_train_page_offers_the_devices_of_where_runs_train(monkeypatch, tmp_path):
+    """On a Ray cluster with a GPU the page offers CUDA and the GPU schedule, although the app's own
+    machine (this one, in CI) has none."""
+    from explorer.train.jobs import JobManager
+    from explorer.ui import jobs
+    from tests.test_execution import HeldBackend
+
+    class GpuCluster(HeldBackend):
+        checks_fit_here = False
+
+        def training_device(self, choice):
+            if choice not in ("auto", "cpu", "cuda"):
+                raise ValueError(f"device {choice!r} is not one a Ray cluster offers")
+            return "cpu" if choice == "cpu" else "cuda"
+
+        def describe_where(self, device_type):
+            return f"the test cluster's {device_type}"
+
+    backend = GpuCluster()
+    manager = JobManager(tmp_path, max_concurrent=4, backend=backend)
+    monkeypatch.setattr(jobs, "_shared_manager", lambda: manager)
+    app = _page("train.py")
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="train_device").options == ["auto", "cpu", "cuda"]
+    assert any("Training on **the test cluster's cuda**" in caption.value for caption in app.caption)
+    assert app.radio[0].options[1] == PRESETS["fig1"].title_on("cuda")
+    next(button for button in app.button if button.label == "Start").click().run()  # the quick pair, on its GPU
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert len(app.session_state["train_group"]) == 2
+    assert [handle.spec.checked for handle in backend.started] == [False, False]  # the node checks the fit
+    assert {json.loads(handle.spec.config)["device"] if isinstance(handle.spec.config, str)
+            else handle.spec.config["device"] for handle in backend.started} == {"cuda"}
+    manager.shutdown()

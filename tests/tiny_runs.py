@@ -1,6 +1,8 @@
 """A tiny trained plain/residual pair, shared by the lesion and landscape tests (trained once per session)."""
 
 import json
+import threading
+import time
 
 import pytest
 import torch
@@ -12,6 +14,13 @@ from explorer.train.store import Run
 from explorer.train.trainer import train
 
 TEST_IMAGES = 64
+
+
+def answer_then_linger(seconds: float) -> dict:
+    """A task target (tests/test_analysis_jobs.py) that answers at once and keeps its worker process
+    alive ``seconds`` longer, as a worker does that is slow to exit: a thread the process waits for."""
+    threading.Thread(target=time.sleep, args=(seconds,)).start()
+    return {"answered": True}
 
 
 def run_config(model: str) -> RunConfig:

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
+from explorer.device import describe_device, resolve_device
 from explorer.train import worker
 from explorer.train.config import RunConfig
 from explorer.train.store import Run
@@ -97,6 +100,27 @@ class Backend(Protocol):
     def shutdown(self) -> None:
         """Release what the backend holds (after the manager has stopped its jobs)."""
 
+    checks_fit_here: bool  # whether this machine's memory is the memory runs train in
+
+    def training_device(self, choice: str) -> str:
+        """The device type ("cpu", "cuda", "mps") a run asking for ``choice`` trains on where this backend
+        runs it; a ValueError in words when nowhere there has it."""
+
+    def describe_where(self, device_type: str) -> str:
+        """Where runs on ``device_type`` train, for a page's caption ("NVIDIA H200", "the Ray cluster: ...")."""
+
+
+class OnThisMachine:
+    """Devices for backends that train here: what this machine has."""
+
+    checks_fit_here = True
+
+    def training_device(self, choice: str) -> str:
+        return resolve_device(choice).type
+
+    def describe_where(self, device_type: str) -> str:
+        return describe_device(torch.device(device_type))
+
 
 def cpu_share(concurrent: int, cores: int | None = None) -> int:
     """Cores divided among the runs that train at once, at least one each."""
@@ -148,7 +172,7 @@ def _answered(answer: dict | None, otherwise: str) -> tuple[dict | None, str]:
     return answer.get("result"), answer.get("error", "")
 
 
-class ThreadBackend:
+class ThreadBackend(OnThisMachine):
     """Threads in this process; several CPU runs share it through explorer/threads.py."""
 
     name = "thread"
@@ -179,15 +203,19 @@ class _WorkerProcess:
     def __init__(self, process, results):
         self._process, self._results = process, results
         self._message = None
+        self._pipe_done = False  # the answer was read, or the worker closed its end without one
 
     def wait(self, timeout: float | None = None) -> bool:
         # The answer is read as soon as it comes: a worker blocks in send() until a large answer
         # (a 2-D landscape of 61+ points a side is over the pipe's 64 KiB) is read, so joining
-        # first would wait for ever.
+        # first would wait for ever. Once it is read, only the process's end is waited for: the
+        # pipe then stays readable (end of file), and waiting on it too spun this thread, and with
+        # it the server's interpreter, for as long as a worker took to exit (seconds under load).
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._process.is_alive():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = connection.wait([self._results, self._process.sentinel], left)
+            waiting_on = [self._process.sentinel] if self._pipe_done else [self._results, self._process.sentinel]
+            ready = connection.wait(waiting_on, left)
             if self._results in ready:
                 self._received()
             if not ready or (deadline is not None and time.monotonic() >= deadline):
@@ -197,12 +225,13 @@ class _WorkerProcess:
 
     def _received(self):
         """What the worker sent, or None (nothing yet, or it died first)."""
-        if self._message is None:
+        if self._message is None and not self._pipe_done:
             try:
                 if self._results.poll():
                     self._message = self._results.recv()
+                    self._pipe_done = True
             except (EOFError, OSError):
-                pass
+                self._pipe_done = True
         return self._message
 
     def _why_ended(self) -> str:
@@ -234,7 +263,7 @@ class ProcessTaskHandle(_WorkerProcess):
         return _answered(self._received(), self._why_ended())
 
 
-class LocalBackend:
+class LocalBackend(OnThisMachine):
     """A worker process per run, forked from a server process that has imported torch once."""
 
     name = "local"

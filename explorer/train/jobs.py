@@ -47,11 +47,15 @@ def resolve_backend(name: str | None = None, **options) -> Backend:
     raise ValueError(f"unknown execution backend {name!r}; valid: {', '.join(BACKENDS)}")
 
 
-def check_config(config: RunConfig) -> None:
-    """Refuse bad settings, a model and batch that cannot fit, and CIFAR-10 that is neither here nor
-    downloadable (offline), before anything is created."""
+def check_config(config: RunConfig, backend: Backend | None = None) -> None:
+    """Refuse bad settings, a device that ``backend`` (default: this machine) lacks, a model and batch
+    that cannot fit, and CIFAR-10 that is neither here nor downloadable (offline), before anything is
+    created. On a backend whose runs train elsewhere (Ray) the trainer checks the fit where it lands."""
     validate(config)
-    check_config_fits(config)
+    if backend is None or backend.checks_fit_here:
+        check_config_fits(config)
+    else:
+        backend.training_device(config.device)
     if config.data.dataset == CIFAR10:
         check_obtainable(config.data.data_dir)
 
@@ -111,7 +115,7 @@ class JobManager:
 
         ``group`` names runs started together (a preset), so a page can show them together again.
         """
-        check_config(config)
+        check_config(config, self.backend)
         job = self._create(config, label, run_dir, group, owner)
         self._schedule()
         return job
@@ -119,7 +123,7 @@ class JobManager:
     def submit_group(self, configs: list[RunConfig], group: str, owner: str | None = None) -> list[Job]:
         """Submit several runs as one comparison; all are checked before any is created or started."""
         for config in configs:
-            check_config(config)
+            check_config(config, self.backend)
         jobs = [self._create(config, group=group, owner=owner, group_size=len(configs)) for config in configs]
         self._schedule()
         return jobs
@@ -193,7 +197,8 @@ class JobManager:
             # (bitwise the same with the same count, measured). So a seed gives the same curves
             # however busy the server is, and after a resume.
             concurrent = min(self.max_concurrent, job.group_size)
-            return job, JobSpec(job.config.to_json(), job.run_dir, job.checked, self.backend.cpu_threads(concurrent))
+            return job, JobSpec(job.config.to_json(), job.run_dir, job.checked and self.backend.checks_fit_here,
+                                self.backend.cpu_threads(concurrent))
 
     def _next(self, running: list[Job], waiting: list[Job]) -> Job | None:
         training = {}

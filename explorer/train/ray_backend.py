@@ -31,6 +31,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -115,6 +116,28 @@ class RayBackend:
             _ray().shutdown()
             self._owns_ray = False
 
+    # The nodes' memory is not this machine's: the trainer checks that a model fits where it lands.
+    checks_fit_here = False
+
+    def training_device(self, choice: str) -> str:
+        """Where runs train is the cluster, not this machine: "auto" and "cuda" take a GPU when a node has one."""
+        choice = str(choice).strip().lower()
+        gpus = sum(node.get("GPU", 0) for node in _nodes())
+        if choice == "cpu" or (choice == "auto" and not gpus):
+            return "cpu"
+        if choice in ("auto", "cuda") and gpus:
+            return "cuda"
+        if choice == "cuda":
+            raise ValueError("CUDA was asked for but no node of the Ray cluster has a GPU; train on the CPU "
+                             "(device auto or cpu) or add a GPU node")
+        raise ValueError(f"device {choice!r} is not one a Ray cluster offers; valid there: auto, cpu, cuda")
+
+    def describe_where(self, device_type: str) -> str:
+        nodes = _nodes()
+        cpus, gpus = sum(node.get("CPU", 0) for node in nodes), sum(node.get("GPU", 0) for node in nodes)
+        return (f"the Ray cluster's {'GPUs' if device_type == 'cuda' else 'CPUs'} ({len(nodes)} "
+                f"node{'s' if len(nodes) != 1 else ''}: {cpus:g} CPUs, {gpus:g} GPUs)")
+
     def _resources(self, device: str, threads: int) -> dict:
         """Ray's resources for a run, refused at once when no node of the cluster has them."""
         nodes = _nodes()
@@ -126,9 +149,18 @@ class RayBackend:
         return {"num_cpus": threads, "num_gpus": gpus}
 
 
+NODES_SECONDS = 2.0  # how long a look at the cluster's nodes is reused (a page asks several times a rerun)
+_nodes_seen: tuple[float, list[dict]] = (-NODES_SECONDS, [])
+
+
 def _nodes() -> list[dict]:
-    """The resources of each live node."""
-    return [node.get("Resources", {}) for node in _ray().nodes() if node.get("Alive")]
+    """The resources of each live node, as seen within the last NODES_SECONDS."""
+    global _nodes_seen
+    seen_at, nodes = _nodes_seen
+    if time.monotonic() - seen_at >= NODES_SECONDS:
+        nodes = [node.get("Resources", {}) for node in _ray().nodes() if node.get("Alive")]
+        _nodes_seen = (time.monotonic(), nodes)
+    return nodes
 
 
 def _check_reachable(address: str, source: str) -> None:

@@ -35,7 +35,6 @@ from explorer.models.weights import (
     check_pretrained_obtainable,
     weights_url,
 )
-from explorer.device import resolve_device
 from explorer.train.presets import PRESETS, custom_configs
 from explorer.train.store import Run
 from explorer.ui.jobs import all_runs, shared_manager
@@ -187,7 +186,7 @@ def offer_training() -> None:
     if st.button("Train a plain-20 and a ResNet-20 (about 30 s)", icon=":material/play_arrow:", type="primary"):
         cpu = PRESETS["fig6"].cpu  # the presets' short CPU schedule
         configs = custom_configs(list(OFFERED_PAIR), cpu.dataset, steps=cpu.steps, batch_size=cpu.batch_size,
-                                 lr=cpu.lr, device=resolve_device("auto").type, train_size=cpu.train_size,
+                                 lr=cpu.lr, device="auto", train_size=cpu.train_size,
                                  image_size=cpu.image_size, augment=cpu.augment)
         try:
             jobs = shared_manager().submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"), owner=viewer().owner)

@@ -7,11 +7,10 @@ import time
 import streamlit as st
 
 from explorer.data import BUILT_IN_IMAGE_DATASETS
-from explorer.device import resolve_device
+from explorer.device import DEVICE_CHOICES
 from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
-from explorer.ui.jobs import shared_manager
+from explorer.ui.jobs import job_manager, shared_manager
 from explorer.ui.session import viewer
-from explorer.ui.timing import available_devices
 
 QUICK_DEPTHS = [8, 14, 20, 32, 44, 56, 110]
 CUSTOM_MODELS = ["cifar-plain20", "cifar-resnet20", "cifar-plain56", "cifar-resnet56", "cifar-preact-resnet20",
@@ -35,7 +34,7 @@ def train_form(choice: str, on_gpu: bool) -> None:
             help="shapes-easy: ten shapes on a clean background, learnt within a minute on a CPU. shapes: the same "
                  "on clutter, harder (for the long schedule). Both are built in and work offline. cifar10: "
                  "downloaded on first use.")
-        columns[1].selectbox("Device", available_devices(("auto", "cpu", "cuda", "mps")), key="train_device")
+        columns[1].selectbox("Device", training_devices(), key="train_device")
         if choice == "quick":
             columns[2].select_slider("Depth", QUICK_DEPTHS, value=20, key="train_depth",
                                      help="6n+2 layers: plain-N and ResNet-N, the same but for the shortcuts")
@@ -71,8 +70,27 @@ def train_form(choice: str, on_gpu: bool) -> None:
         st.error(problem, icon=":material/error:")
 
 
-def chosen_device():
-    return resolve_device(st.session_state.get("train_device", "auto"))
+def training_devices() -> list[str]:
+    """The device choices where this server's runs train: this machine's, or a Ray cluster's."""
+    backend = job_manager().backend
+    available = []
+    for choice in DEVICE_CHOICES:
+        try:
+            backend.training_device(choice)
+            available.append(choice)
+        except ValueError:
+            pass
+    return available
+
+
+def chosen_device(choice: str | None = None) -> str:
+    """The device type the chosen device (or ``choice``) trains on, where the runs train; "auto"'s
+    when the choice is gone (a Ray cluster that lost its GPU node since it was chosen)."""
+    backend = job_manager().backend
+    try:
+        return backend.training_device(choice or st.session_state.get("train_device", "auto"))
+    except ValueError:
+        return backend.training_device("auto")
 
 
 def _start(choice: str, clicks_when_drawn: int) -> None:
@@ -80,15 +98,19 @@ def _start(choice: str, clicks_when_drawn: int) -> None:
     if state.get(CLICKS_KEY, 0) != clicks_when_drawn:
         return  # this click was carried out already
     state[CLICKS_KEY] = clicks_when_drawn + 1
-    device = chosen_device()
+    try:
+        device = shared_manager().backend.training_device(state.get("train_device", "auto"))
+    except ValueError as error:  # a Ray cluster that lost its GPU node since the form was drawn
+        state[PROBLEM_KEY] = f"Cannot start: {error}"
+        return
     dataset, seed = state["train_dataset"], int(state["train_seed"])
     if choice in PRESETS:
-        configs = PRESETS[choice].configs(device.type, dataset=dataset, seed=seed)
+        configs = PRESETS[choice].configs(device, dataset=dataset, seed=seed)
     else:
         names = ([f"cifar-plain{state['train_depth']}", f"cifar-resnet{state['train_depth']}"] if choice == "quick"
                  else list(state["train_models"]))
         configs = custom_configs(names, dataset, int(state["train_steps"]), int(state["train_batch"]),
-                                 float(state["train_lr"]), device.type, int(state["train_images"]), seed=seed,
+                                 float(state["train_lr"]), device, int(state["train_images"]), seed=seed,
                                  image_size=int(state["train_image_size"]), augment=bool(state["train_augment"]))
     if not configs:
         state[PROBLEM_KEY] = "Pick at least one model."
