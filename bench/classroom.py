@@ -14,8 +14,10 @@ session clicks between the Train and Runs pages in the sidebar. Each click is ti
   port per session). This is the server's answer, whatever the browsers do.
 - "shown": from the click to the title on screen in Chromium. In class each browser has a laptop
   of its own; here 5-10 Chromium pages share the server's 2 cores with the training workers, so
-  this also counts Chromium waiting for a core. The browsers run at the workers' lower priority
-  (niceness 10), below the server's, as the students' laptops are not the server's load.
+  this also counts Chromium waiting for a core. The students' browsers run at the workers' lower
+  priority (niceness 10), below the server's, as the students' laptops are not the server's load.
+  The instructor's page (a Chromium of its own at the server's priority, as a projector's browser
+  on the server's machine) clicks too, once after each student's two, and is reported apart.
 
 Measured and checked:
 
@@ -45,8 +47,8 @@ import time
 from pathlib import Path
 
 import common
-from app_preset import (SCREENSHOTS, CpuSampler, Server, free_port, launch_chromium, own_cpu, rss_mb, run_states,
-                        wait_for_script)
+from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server, free_port, launch_chromium,
+                        own_cpu, rss_mb, run_states, wait_for_script)
 from wire_clock import WireClock
 
 from explorer.train.worker import WORKER_NICENESS
@@ -124,10 +126,10 @@ class Student:
         started = time.monotonic()
         if DUMP_SLOW:
             threading.Thread(target=self._dump_if_slow, args=(started, title), daemon=True).start()
-        link.click()
         try:
+            link.click(timeout=CLICK_TIMEOUT_S * 1000)
             self.page.get_by_role("heading", name=title, exact=True).wait_for(timeout=CLICK_TIMEOUT_S * 1000)
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: a click that never answered
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: a link never there, or a click never answered
             return {"shown": math.inf, "server": self.clock.answer(self.port, started, title, wait=0),
                     "unanswered": self._what_the_wire_saw(started, title)}
         shown = time.monotonic() - started
@@ -188,6 +190,17 @@ class Student:
             self.page = None
 
 
+def chromium_at_niceness(niceness: int, stack: contextlib.ExitStack) -> Path:
+    """A Chromium executable that runs at ``niceness`` (lowering it needs root; elsewhere nice warns
+    and runs it as it is). Playwright starts it with its pipes open: the script only execs it."""
+    folder = Path(tempfile.mkdtemp(prefix="chromium-"))
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    wrapper = folder / "chromium"
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {niceness - os.nice(0)} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """inf (no answer) counts as the slowest; nan (not measured) is left out."""
     ordered = sorted(value for value in values if not math.isnan(value))
@@ -218,6 +231,7 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
     runs_dir = Path(tempfile.mkdtemp(prefix="classroom-runs-"))
     started = time.time()
     clicks: list[dict] = []
+    instructor_clicks: list[dict] = []
     problems: list[str] = []
     waves = []
     try:
@@ -227,21 +241,22 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
             global DUMP_SLOW
             DUMP_SLOW = server.pid if dump_slow else None
             memory_cold = rss_mb(server.pid)  # no page opened yet: the app's modules are not even imported
-            clock = WireClock(server.port, [free_port() for _ in range(sessions)])
+            clock = WireClock(server.port, [free_port() for _ in range(sessions + 1)])  # the last: the instructor's
             stack.callback(clock.close)
             # Students' browsers run on their laptops, not on the server. Here they share its two
-            # cores, so they run below the server's priority (with the training workers, which the
-            # app starts at this niceness): the server answers first, as it would in class. This
-            # script, Playwright and Chromium all inherit it; the server and the clock keep theirs.
+            # cores, so they run below the server's priority, at the training workers' niceness: the
+            # server answers first, as it would in class. This script, Playwright's driver and the
+            # students' Chromium inherit it; the server and the clock keep theirs. The instructor's
+            # Chromium (the projector, often on the server's machine) runs at the server's priority.
             os.nice(max(0, WORKER_NICENESS - os.nice(0)))
             playwright = stack.enter_context(sync_playwright())
-            browser = launch_chromium(playwright)
+            students_browser = launch_chromium(playwright)
+            instructor_browser = playwright.chromium.launch(executable_path=str(chromium_at_niceness(0, stack)),
+                                                            args=CHROMIUM_ARGS)
             # The instructor opens the app before the class comes in: the first visit imports torch and
             # starts the server's warm-up (tracing the paper's models), which then runs for a while.
-            first_visit = browser.new_page()
-            first_visit.goto(f"{server.url}/train")
-            first_visit.get_by_role("button", name="Start").wait_for(timeout=120_000)
-            first_visit.close()
+            instructor = Student(sessions, instructor_browser, clock, clock.ports[sessions])
+            instructor.open_train()
             server.wait_quiet()
             memory_before = rss_mb(server.pid)
             students: list[Student] = []
@@ -250,7 +265,7 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
                     if time.time() - started > deadline_s:
                         raise TimeoutError(f"the class ran past {deadline_s:.0f} s")
                     numbers = range(first, min(sessions, first + wave))
-                    group = [Student(number, browser, clock, clock.ports[number]) for number in numbers]
+                    group = [Student(number, students_browser, clock, clock.ports[number]) for number in numbers]
                     students += group
                     wave_started = time.time()
                     for student in group:  # the wave opens the page and fills the form...
@@ -262,16 +277,24 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
                     wave_clicks = []
                     # Each open session clicks to the Runs page and back, at least once and until the
                     # wave's runs have ended; whether any run was queued or training is noted per click.
+                    # The instructor's page clicks once after each student's two, Runs and Train in turn.
                     while not all_done(runs_dir, expected) or not wave_clicks:
                         for student in group:
                             for title in ("Runs", "Train"):
                                 training = not all_done(runs_dir, expected)
                                 wave_clicks.append({**student.go(title), "training": training, "wave": len(waves) + 1})
+                            title = "Runs" if len(instructor_clicks) % 2 == 0 else "Train"
+                            training = not all_done(runs_dir, expected)
+                            instructor_clicks.append({**instructor.go(title), "training": training,
+                                                      "wave": len(waves) + 1})
                         if time.time() - wave_started > 600:
                             raise TimeoutError(f"wave {len(waves) + 1}'s runs did not end in 600 s")
                     trained = time.time()
                     for student in group:
-                        student.go("Runs")
+                        click = student.go("Runs")
+                        wave_clicks.append({**click, "training": False, "wave": len(waves) + 1})
+                        if math.isinf(click["shown"]):  # a student would reload the page: so does this one
+                            student.page.goto(f"{student.url}/runs")
                         problems += student.check_sees_only_own(runs_dir)
                     if first == 0 and len(group) >= 2:
                         SCREENSHOTS.mkdir(exist_ok=True)
@@ -302,7 +325,9 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
                 student.context.close()
             memory_end = rss_mb(server.pid)
             clock_cpu_s = own_cpu(clock.pid)
-            browser.close()
+            instructor.close_page()
+            students_browser.close()
+            instructor_browser.close()
             states = run_states(runs_dir)
             owners = {}
             for status in states.values():
@@ -315,7 +340,7 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
                 "every_session_two_runs": all(len(owners.get(key, [])) == 2 for key in keys),
                 "runs_of_no_session": sum(len(v) for owner, v in owners.items() if owner not in keys),
                 "problems": problems, "start_retries": sum(student.start_retries for student in students),
-                "clicks": clicks, "waves": waves, "cpu": cpu.used(),
+                "clicks": clicks, "instructor_clicks": instructor_clicks, "waves": waves, "cpu": cpu.used(),
                 # This script's tree: the server's, Playwright's driver and Chromium, and this process.
                 "browser_cpu_s": sum(everything.used()[key] for key in ("own_cpu_s", "descendants_cpu_s"))
                 - sum(cpu.used()[key] for key in ("own_cpu_s", "descendants_cpu_s")) - clock_cpu_s,
@@ -348,15 +373,19 @@ def main():
         return {"clicks": len(values), "p50_s": percentile(values, 0.5), "p95_s": percentile(values, 0.95),
                 "max_s": percentile(values, 1.0)}
 
-    summary = {f"{which}_{key}": stats(chosen, key) for which, chosen in (("while_training", busy), ("all", clicks))
+    teacher_busy = [click for click in result["instructor_clicks"] if click["training"]]
+    summary = {f"{which}_{key}": stats(chosen, key)
+               for which, chosen in (("while_training", busy), ("all", clicks), ("instructor_while_training", teacher_busy))
                for key in ("shown", "server")}
     checks = {
         "every run completed": result["runs"] == 2 * args.sessions and result["completed"] == result["runs"],
         "no session saw another's runs": not result["problems"] and result["every_session_two_runs"],
         "a click while runs train is answered by the server within 1 s at the 95th percentile (request in to "
         "title out, on the wire)": bool(busy) and summary["while_training_server"]["p95_s"] <= 1.0,
-        "... and shown within 1 s at the 95th percentile by Chromium on the server's own 2 cores":
-            bool(busy) and summary["while_training_shown"]["p95_s"] <= 1.0,
+        "... and shown within 1 s at the 95th percentile on the instructor's page (Chromium at the server's "
+        "priority, on its 2 cores)": bool(teacher_busy) and summary["instructor_while_training_shown"]["p95_s"] <= 1.0,
+        "... and shown within 1 s at the 95th percentile on the students' pages (5-10 Chromium pages on the "
+        "server's 2 cores, below its priority)": bool(busy) and summary["while_training_shown"]["p95_s"] <= 1.0,
     }
     from explorer.device import resolve_device
 
@@ -388,7 +417,9 @@ def main():
         f"leaving it, on the wire (bench/wire_clock.py, a pass-through proxy at the server's priority). \"Shown\": "
         f"from the click to the title on screen in Chromium, whose pages here share the server's two cores with "
         f"the workers (both at niceness {WORKER_NICENESS}, below the server's 0; in class each browser has a "
-        f"laptop of its own). Unanswered within {CLICK_TIMEOUT_S} s: {lost}"
+        f"laptop of its own). The instructor's page (a Chromium of its own at the server's priority, as a "
+        f"projector's browser on the server's machine) clicks too, once after each student's two. Unanswered within "
+        f"{CLICK_TIMEOUT_S} s: {lost}"
         + (f" ({'; '.join(sorted({click['unanswered'] for click in clicks if 'unanswered' in click}))})" if lost else "")
         + f"; server part not seen on the wire: {unmeasured}. Start clicked again (lost click): "
         f"{result['start_retries']}.",
@@ -399,7 +430,9 @@ def main():
           f"**{summary[which + '_shown']['p95_s']:.2f}** | {summary[which + '_shown']['max_s']:.2f} | "
           f"{summary[which + '_server']['p50_s']:.2f} | **{summary[which + '_server']['p95_s']:.2f}** | "
           f"{summary[which + '_server']['max_s']:.2f} |"
-          for name, which in (("while runs train", "while_training"), ("all (also once a wave's runs ended)", "all"))),
+          for name, which in (("students, while runs train", "while_training"),
+                              ("students, all (also once a wave's runs ended)", "all"),
+                              ("the instructor's page, while runs train", "instructor_while_training"))),
         "",
         f"- Server process memory (RSS): {memory}.",
         f"- CPU during the class: the server's own process {result['cpu']['own_cpu_s']:.0f} s, its fork server "
