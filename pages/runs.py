@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.analysis.runs import metrics_table, read_run, run_label
+from explorer.analysis.runs import augmentation_note, metrics_table, read_run, run_label
 from explorer.figures import training_curves_figure
 from explorer.train.store import Run
 from explorer.ui.jobs import all_runs, job_manager
@@ -43,6 +43,8 @@ picked = [runs[index] for index in selection.selection.rows if index < len(runs)
 records = [read_run(run) for run in picked if run.exists()]
 st.plotly_chart(training_curves_figure(records, "error", title="Error (%): training dashed, test solid"),
                 width="stretch")
+if records:
+    st.caption(f"Training error averaged over each logging interval, {augmentation_note(records)}.")
 for record in records:
     with st.expander(f"{record.label}: configuration"):
         st.json(Run(record.run_dir).config())

@@ -74,6 +74,9 @@ def test_train_page_starts_a_pair_and_shows_its_records(trained_pair):
     assert len(texts) == 2 and all("step 12 of 12" in text and "completed 12 steps" in text for text in texts)
     assert any("CPU" in c.value for c in app.caption)
     assert len(app.get("plotly_chart")) >= 1
+    # The form's CPU default trains without augmentation, and the curves' caption says so.
+    assert [Run(d).config()["data"]["augment"] for d in run_dirs] == [False, False]
+    assert any("on the training images as they are (no augmentation)" in c.value for c in app.caption)
 
 
 def test_train_page_shows_preset_limits():
@@ -334,3 +337,15 @@ def test_the_train_page_offers_the_devices_of_where_runs_train(monkeypatch, tmp_
     assert {json.loads(handle.spec.config)["device"] if isinstance(handle.spec.config, str)
             else handle.spec.config["device"] for handle in backend.started} == {"cuda"}
     manager.shutdown()
+
+
+def test_the_curves_say_whether_their_training_batches_were_augmented():
+    from explorer.analysis.runs import RunRecords, augmentation_note
+
+    def runs(*augments):
+        return [RunRecords(run_dir=str(i), label=f"net{i}", augment=augment) for i, augment in enumerate(augments)]
+
+    assert augmentation_note(runs(True, True)) == "on augmented batches (random crop and flip)"
+    assert augmentation_note(runs(False)) == "on the training images as they are (no augmentation)"
+    assert augmentation_note(runs(False, True)) == "on augmented batches for net1, on the images as they are for the others"
+    assert augmentation_note(runs(None)) == "as each run was configured"

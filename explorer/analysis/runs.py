@@ -23,6 +23,7 @@ class RunRecords:
     problems: list[str] = field(default_factory=list)  # lines skipped as corrupt or half-written
     status: dict = field(default_factory=dict)
     model: str = ""  # the registry name from config.json ("" when the config cannot be read)
+    augment: bool | None = None  # whether its training batches were augmented (None: not known)
 
     @property
     def residual(self) -> bool | None:
@@ -35,6 +36,18 @@ class RunRecords:
     @property
     def probe_steps(self) -> list[int]:
         return [record["step"] for record in self.responses]
+
+
+def augmentation_note(records: list[RunRecords]) -> str:
+    """How the training curves of these runs were measured: on augmented batches or not, as each was trained."""
+    kinds = {record.augment for record in records}
+    if kinds == {True}:
+        return "on augmented batches (random crop and flip)"
+    if kinds == {False}:
+        return "on the training images as they are (no augmentation)"
+    with_it = [record.label for record in records if record.augment]
+    return ("on augmented batches for " + ", ".join(with_it) + ", on the images as they are for the others"
+            if with_it else "as each run was configured")
 
 
 def weights_at(records: list[RunRecords], step: int) -> str:
@@ -88,9 +101,12 @@ def read_run(run: Run | str, label: str | None = None) -> RunRecords:
     metrics, probes = run.metrics(), run.probes()
     config = run.config()
     model = _model_section(config).get("name", "")
+    data = config.get("data") if isinstance(config, dict) else None
+    augment = data.get("augment") if isinstance(data, dict) else None
     records = RunRecords(run_dir=str(run.path), label=label or run_label(run, config), metrics=metrics.records,
                          problems=metrics.problems + probes.problems, status=run.status(),
-                         model=model if isinstance(model, str) else "")
+                         model=model if isinstance(model, str) else "",
+                         augment=augment if isinstance(augment, bool) else None)
     for record in probes.records:
         if record.get("kind") == "response_std" and isinstance(record.get("layers"), list):
             records.responses.append(record)

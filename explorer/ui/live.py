@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.analysis.runs import read_run, run_label
+from explorer.analysis.runs import augmentation_note, read_run, run_label
 from explorer.figures import training_curves_figure
 from explorer.train.store import Run
 from explorer.ui.jobs import describe_state, job_manager
@@ -100,8 +100,8 @@ def _curves(run_dirs: list[str]) -> None:
                                   key="live-metric", label_visibility="collapsed") or "error"
     records = [read_run(run) for run in present]
     st.plotly_chart(training_curves_figure(records, metric), width="stretch", key="live-curves")
-    st.caption(f"Dashed: training {metric} (averaged over each logging interval, with augmentation); solid: test "
-               f"{metric}. One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every "
+    st.caption(f"Dashed: training {metric} (averaged over each logging interval, {augmentation_note(records)}); "
+               f"solid: test {metric}. One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every "
                f"{CHART_REFRESH_SECONDS:g} s while a run trains.")
     for record in records:
         for problem in record.problems:
