@@ -8,9 +8,10 @@ from explorer.ui.jobs import all_runs, job_manager
 from explorer.ui.session import viewer
 
 st.title("Runs")
-st.caption("Every saved run under runs/. Pick rows to overlay their curves; delete or download them.")
-
 who = viewer()
+st.caption(("Every saved run under runs/." if who.instructor else "Your runs, and the runs the instructor shares.")
+           + " Pick rows to overlay their curves; delete or download them.")
+
 runs = all_runs(who)
 if not runs:
     st.info("No runs yet: start one on the Train page.")
@@ -44,7 +45,7 @@ records = [read_run(run) for run in picked if run.exists()]
 st.plotly_chart(training_curves_figure(records, "error", title="Error (%): training dashed, test solid"),
                 width="stretch")
 if records:
-    st.caption(f"Training error averaged over each logging interval, {augmentation_note(records)}.")
+    st.caption(f"Training error averaged over each logging interval; {augmentation_note(records)}.")
 for record in records:
     with st.expander(f"{record.label}: configuration"):
         st.json(Run(record.run_dir).config())

@@ -76,7 +76,7 @@ def test_train_page_starts_a_pair_and_shows_its_records(trained_pair):
     assert len(app.get("plotly_chart")) >= 1
     # The form's CPU default trains without augmentation, and the curves' caption says so.
     assert [Run(d).config()["data"]["augment"] for d in run_dirs] == [False, False]
-    assert any("on the training images as they are (no augmentation)" in c.value for c in app.caption)
+    assert any("(averaged over each logging interval; no augmentation)" in c.value for c in app.caption)
 
 
 def test_train_page_shows_preset_limits():
@@ -120,6 +120,18 @@ def test_runs_page_lists_overlays_and_reports_bad_lines(trained_pair):
     assert len(app.get("plotly_chart")) == 1
     assert any("half-written (skipped)" in c.value for c in app.caption)
     assert app.get("download_button")
+    assert app.caption[0].value.startswith("Every saved run under runs/.")  # this machine's session: the instructor
+
+
+def test_a_students_runs_page_says_whose_runs_it_lists(monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR", "0")
+    run = Run.new_in(DEFAULT_RUNS_DIR, RunConfig().to_json(), "shared")
+    run.set_status("completed", "done", step=8, total_steps=8)  # no owner: shared
+    try:
+        app = _page("runs.py")
+        assert app.caption[0].value.startswith("Your runs, and the runs the instructor shares.")
+    finally:
+        run.delete()
 
 
 def test_responses_page_draws_fig7(trained_pair):
@@ -345,7 +357,7 @@ def test_the_curves_say_whether_their_training_batches_were_augmented():
     def runs(*augments):
         return [RunRecords(run_dir=str(i), label=f"net{i}", augment=augment) for i, augment in enumerate(augments)]
 
-    assert augmentation_note(runs(True, True)) == "on augmented batches (random crop and flip)"
-    assert augmentation_note(runs(False)) == "on the training images as they are (no augmentation)"
-    assert augmentation_note(runs(False, True)) == "on augmented batches for net1, on the images as they are for the others"
-    assert augmentation_note(runs(None)) == "as each run was configured"
+    assert augmentation_note(runs(True, True)) == "on augmented batches: random crop and flip"
+    assert augmentation_note(runs(False)) == "no augmentation"
+    assert augmentation_note(runs(False, True)) == "augmented batches for net1 only"
+    assert augmentation_note(runs(None)) == "augmentation as each run was set"

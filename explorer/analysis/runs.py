@@ -39,15 +39,14 @@ class RunRecords:
 
 
 def augmentation_note(records: list[RunRecords]) -> str:
-    """How the training curves of these runs were measured: on augmented batches or not, as each was trained."""
+    """Whether the training curves of these runs were measured on augmented batches, as each was trained."""
     kinds = {record.augment for record in records}
     if kinds == {True}:
-        return "on augmented batches (random crop and flip)"
+        return "on augmented batches: random crop and flip"
     if kinds == {False}:
-        return "on the training images as they are (no augmentation)"
+        return "no augmentation"
     with_it = [record.label for record in records if record.augment]
-    return ("on augmented batches for " + ", ".join(with_it) + ", on the images as they are for the others"
-            if with_it else "as each run was configured")
+    return f"augmented batches for {', '.join(with_it)} only" if with_it else "augmentation as each run was set"
 
 
 def weights_at(records: list[RunRecords], step: int) -> str:

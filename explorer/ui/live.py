@@ -100,7 +100,7 @@ def _curves(run_dirs: list[str]) -> None:
                                   key="live-metric", label_visibility="collapsed") or "error"
     records = [read_run(run) for run in present]
     st.plotly_chart(training_curves_figure(records, metric), width="stretch", key="live-curves")
-    st.caption(f"Dashed: training {metric} (averaged over each logging interval, {augmentation_note(records)}); "
+    st.caption(f"Dashed: training {metric} (averaged over each logging interval; {augmentation_note(records)}); "
                f"solid: test {metric}. One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every "
                f"{CHART_REFRESH_SECONDS:g} s while a run trains.")
     for record in records:
