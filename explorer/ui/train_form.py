@@ -46,7 +46,7 @@ def train_form(choice: str, on_gpu: bool) -> None:
                                       "gets the same seed; try another to see how much a short run varies.")
         if choice not in PRESETS:
             cpu = PRESETS["fig6"].cpu  # the CPU defaults are the presets' short schedule
-            columns = st.columns([2, 2, 2, 2, 2, 1.4])
+            columns = st.columns([2, 2, 2, 2, 1.6, 1.6])
             columns[0].number_input("Steps", 10, 1_000_000, 2_000 if on_gpu else cpu.steps, step=50, key="train_steps")
             columns[1].select_slider("Batch size", [16, 32, 64, 128, 256], value=128 if on_gpu else cpu.batch_size,
                                      key="train_batch")
