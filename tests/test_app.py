@@ -99,18 +99,12 @@ def test_complexity_timing_asks_for_a_model():
 def test_the_server_warm_up_imports_what_every_page_imports():
     """A page's first visit since the server started must not import pandas and the rest in its
     script run (a class's first click to Runs waited seconds for it): the warm-up does it first."""
-    import subprocess
-    import sys
-
-    script = ("import sys\n"
-              "from explorer.ui.warmup import page_imports, warm_imports\n"
-              "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules\n"
-              "warm_imports()\n"
-              "print(sorted(name for name in [*page_imports(), 'pyarrow'] if name not in sys.modules))\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    printed = _in_a_fresh_python("import sys\n"
+                                 "from explorer.ui.warmup import page_imports, warm_imports\n"
+                                 "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules\n"
+                                 "warm_imports()\n"
+                                 "print(sorted(name for name in [*page_imports(), 'pyarrow'] if name not in sys.modules))\n")
+    assert printed.strip() == "[]"
     from explorer.ui.warmup import page_imports
 
     pages_import = set(page_imports())
@@ -118,14 +112,19 @@ def test_the_server_warm_up_imports_what_every_page_imports():
 
 
 def test_the_server_config_streamlit_reads_binds_loopback_and_watches_no_files():
+    printed = _in_a_fresh_python("import streamlit.config as config\n"
+                                 "config.get_config_options(force_reparse=True)\n"
+                                 "print(config.get_option('server.address'), config.get_option('server.fileWatcherType'), "
+                                 "config.get_option('server.maxUploadSize'))\n")
+    assert printed.split() == ["127.0.0.1", "none", "256"]
+
+
+def _in_a_fresh_python(script: str) -> str:
+    """What ``script`` prints, run by a new interpreter in the project's root (as `streamlit run` is)."""
     import subprocess
     import sys
 
-    script = ("import streamlit.config as config\n"
-              "config.get_config_options(force_reparse=True)\n"
-              "print(config.get_option('server.address'), config.get_option('server.fileWatcherType'), "
-              "config.get_option('server.maxUploadSize'))\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["127.0.0.1", "none", "256"]
+    return done.stdout
