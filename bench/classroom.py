@@ -17,7 +17,9 @@ session clicks between the Train and Runs pages in the sidebar. Each click is ti
   this also counts Chromium waiting for a core. The students' browsers run at the workers' lower
   priority (niceness 10), below the server's, as the students' laptops are not the server's load.
   The instructor's page (a Chromium of its own at the server's priority, as a projector's browser
-  on the server's machine) clicks too, once after each student's two, and is reported apart.
+  on the server's machine; Playwright's driver, which relays its clicks, stays at the students'
+  niceness) opens the app with the instructor's token, so its Runs page lists every run of the
+  class; it clicks too, once after each student's two, and is reported apart.
 
 Measured and checked:
 
@@ -47,7 +49,7 @@ import time
 from pathlib import Path
 
 import common
-from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server, free_port, launch_chromium,
+from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server, launch_chromium,
                         own_cpu, rss_mb, run_states, wait_for_script)
 from wire_clock import WireClock
 
@@ -57,6 +59,7 @@ COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
 PAIR = {"Steps": "10", "Training images": "100"}
 SLIDERS = {"Depth": "8", "Batch size": "16", "Image size": "16"}
 CLICK_TIMEOUT_S = 30
+INSTRUCTOR_TOKEN = "bench-instructor"
 DUMP_SLOW: int | None = None  # --dump-slow: the server's pid
 
 
@@ -71,9 +74,9 @@ class Student:
         self.clicked_at: float | None = None  # time.time() of Start
         self.start_retries = 0
 
-    def open_train(self) -> None:
+    def open_train(self, query: str = "") -> None:
         self.page = self.context.new_page()
-        self.page.goto(f"{self.url}/train")
+        self.page.goto(f"{self.url}/train{query}")
         self.page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=120_000)
         self.page.get_by_role("button", name="Start").wait_for(timeout=120_000)
         wait_for_script(self.page)
@@ -191,8 +194,9 @@ class Student:
 
 
 def chromium_at_niceness(niceness: int, stack: contextlib.ExitStack) -> Path:
-    """A Chromium executable that runs at ``niceness`` (lowering it needs root; elsewhere nice warns
-    and runs it as it is). Playwright starts it with its pipes open: the script only execs it."""
+    """A Chromium executable that runs at ``niceness``. Playwright starts it with its pipes open: the
+    script only execs it. Lowering the niceness needs root (this bench's machine); elsewhere nice
+    warns and the instructor's Chromium stays at the students' niceness."""
     folder = Path(tempfile.mkdtemp(prefix="chromium-"))
     stack.callback(shutil.rmtree, folder, ignore_errors=True)
     wrapper = folder / "chromium"
@@ -236,12 +240,13 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
     waves = []
     try:
         with contextlib.ExitStack() as stack:
-            server = stack.enter_context(Server(runs_dir, env={"RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR": "0"}))
+            server = stack.enter_context(Server(runs_dir, env={"RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR": "0",
+                                                               "RESNET_EXPLORER_INSTRUCTOR_TOKEN": INSTRUCTOR_TOKEN}))
             server.wait_healthy()
             global DUMP_SLOW
             DUMP_SLOW = server.pid if dump_slow else None
             memory_cold = rss_mb(server.pid)  # no page opened yet: the app's modules are not even imported
-            clock = WireClock(server.port, [free_port() for _ in range(sessions + 1)])  # the last: the instructor's
+            clock = WireClock(server.port, sessions + 1)  # a port per student, the last the instructor's
             stack.callback(clock.close)
             # Students' browsers run on their laptops, not on the server. Here they share its two
             # cores, so they run below the server's priority, at the training workers' niceness: the
@@ -256,7 +261,7 @@ def run_class(sessions: int, wave: int, deadline_s: float, dump_slow: bool = Fal
             # The instructor opens the app before the class comes in: the first visit imports torch and
             # starts the server's warm-up (tracing the paper's models), which then runs for a while.
             instructor = Student(sessions, instructor_browser, clock, clock.ports[sessions])
-            instructor.open_train()
+            instructor.open_train(f"?instructor={INSTRUCTOR_TOKEN}")  # sees every run: its Runs page lists the class's
             server.wait_quiet()
             memory_before = rss_mb(server.pid)
             students: list[Student] = []
@@ -418,7 +423,9 @@ def main():
         f"from the click to the title on screen in Chromium, whose pages here share the server's two cores with "
         f"the workers (both at niceness {WORKER_NICENESS}, below the server's 0; in class each browser has a "
         f"laptop of its own). The instructor's page (a Chromium of its own at the server's priority, as a "
-        f"projector's browser on the server's machine) clicks too, once after each student's two. Unanswered within "
+        f"projector's browser on the server's machine; Playwright's driver that relays its clicks at the students') "
+        f"has the instructor's token, so its Runs page lists every run of the class; it clicks once after each "
+        f"student's two. Unanswered within "
         f"{CLICK_TIMEOUT_S} s: {lost}"
         + (f" ({'; '.join(sorted({click['unanswered'] for click in clicks if 'unanswered' in click}))})" if lost else "")
         + f"; server part not seen on the wire: {unmeasured}. Start clicked again (lost click): "

@@ -1,8 +1,8 @@
 """A clock on the wire between browsers and the Streamlit server: when a click's request reached
 the server's door and when the page's title left it.
 
-    clock = WireClock(upstream_port, listen_ports)   # a process of its own; one port per browser
-    ...                                               # browser i opens http://127.0.0.1:<listen_ports[i]>
+    clock = WireClock(upstream_port, browsers)       # a process of its own; one port per browser
+    ...                                               # browser i opens http://127.0.0.1:<clock.ports[i]>
     clock.answer(port, clicked_at, "Runs")            # seconds from the request in to the title out
 
 Every byte is passed on unchanged at once; a copy of each websocket stream is parsed into frames and
@@ -30,34 +30,34 @@ class Frames:
     """Websocket frames out of a byte stream that starts with an HTTP head (request or response)."""
 
     def __init__(self):
-        self.buffer = b""
+        self.buffer = bytearray()
         self.in_head = True
         self.websocket = False
-        self.compressed = False
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
+        """The whole frames that ``data`` completes: (payload, whether it is compressed)."""
         self.buffer += data
         if self.in_head:
             end = self.buffer.find(HEAD_END)
             if end < 0:
                 return []
-            head, self.buffer = self.buffer[:end].lower(), self.buffer[end + len(HEAD_END):]
+            head, self.buffer = bytes(self.buffer[:end]).lower(), self.buffer[end + len(HEAD_END):]
             self.in_head = False
             self.websocket = b"upgrade: websocket" in head or b"101 switching protocols" in head
-            self.compressed = b"permessage-deflate" in head and b"101 switching" in head
         if not self.websocket:
-            self.buffer = b""
+            self.buffer = bytearray()
             return []
         frames = []
         while True:
             frame, used = _one_frame(self.buffer)
             if frame is None:
                 return frames
-            self.buffer = self.buffer[used:]
-            frames.append(frame)
+            compressed = bool(self.buffer[0] & 0x40)  # RSV1: permessage-deflate (Streamlit's default: off)
+            del self.buffer[:used]
+            frames.append((frame, compressed))
 
 
-def _one_frame(data: bytes) -> tuple[bytes | None, int]:
+def _one_frame(data: bytearray) -> tuple[bytes | None, int]:
     """(payload, bytes used) of the first whole frame in ``data``, unmasked; (None, 0) if incomplete.
     Continuation frames are not joined: Streamlit sends each message as one frame."""
     if len(data) < 2:
@@ -79,7 +79,7 @@ def _one_frame(data: bytes) -> tuple[bytes | None, int]:
         mask, at = data[at:at + 4], at + 4
     if len(data) < at + length:
         return None, 0
-    payload = data[at:at + length]
+    payload = bytes(data[at:at + length])
     if mask:
         payload = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
     return payload, at + length
@@ -122,8 +122,8 @@ async def _pipe(reader, writer, frames: Frames, on_frame) -> None:
         while data := await reader.read(65536):
             now = time.monotonic()
             writer.write(data)
-            for payload in frames.feed(data):
-                on_frame(now, payload, frames.compressed)
+            for payload, compressed in frames.feed(data):
+                on_frame(now, payload, compressed)
             await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
         pass
@@ -131,8 +131,9 @@ async def _pipe(reader, writer, frames: Frames, on_frame) -> None:
         writer.close()
 
 
-def _serve(upstream_port: int, ports: list[int]) -> None:
-    """Listen on ``ports``, pass everything to ``upstream_port``; one line per event on stdout."""
+def _serve(upstream_port: int, count: int) -> None:
+    """Listen on ``count`` free ports, pass everything to ``upstream_port``; "ready" and the ports on
+    stdout, then one line per event."""
 
     def emit(port: int, now: float, kind: str, detail: str) -> None:
         print(json.dumps([port, now, kind, detail]), flush=True)
@@ -154,9 +155,13 @@ def _serve(upstream_port: int, ports: list[int]) -> None:
                              _pipe(server_reader, browser_writer, Frames(), from_server))
 
     async def main() -> None:
-        servers = [await asyncio.start_server(lambda r, w, port=port: handle(port, r, w), "127.0.0.1", port)
-                   for port in ports]
-        print("ready", flush=True)
+        servers = []
+        for _ in range(count):  # bound here, to port 0: a port chosen elsewhere may be taken meanwhile
+            holder: list[int] = []
+            server = await asyncio.start_server(lambda r, w, holder=holder: handle(holder[0], r, w), "127.0.0.1", 0)
+            holder.append(server.sockets[0].getsockname()[1])
+            servers.append(server)
+        print("ready", *(server.sockets[0].getsockname()[1] for server in servers), flush=True)
         await asyncio.gather(*(server.serve_forever() for server in servers))
 
     asyncio.run(main())
@@ -166,13 +171,14 @@ class WireClock:
     """The proxy in a process of its own (started before the caller lowers its own priority, it keeps
     the server's), and a thread here that gathers its events per listening port."""
 
-    def __init__(self, upstream_port: int, ports: list[int]):
-        self._process = subprocess.Popen([sys.executable, __file__, str(upstream_port), *map(str, ports)],
+    def __init__(self, upstream_port: int, count: int):
+        self._process = subprocess.Popen([sys.executable, __file__, str(upstream_port), str(count)],
                                          stdout=subprocess.PIPE, text=True)
-        if self._process.stdout.readline().strip() != "ready":
+        ready, *ports = self._process.stdout.readline().split()
+        if ready != "ready" or len(ports) != count:
             raise RuntimeError("the wire clock did not start")
-        self.ports, self.pid = list(ports), self._process.pid
-        self._events: dict[int, list[tuple[float, str, str]]] = {port: [] for port in ports}
+        self.ports, self.pid = [int(port) for port in ports], self._process.pid
+        self._events: dict[int, list[tuple[float, str, str]]] = {port: [] for port in self.ports}
         self._lock = threading.Lock()
         threading.Thread(target=self._gather, daemon=True).start()
 
@@ -205,4 +211,4 @@ class WireClock:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), [int(port) for port in sys.argv[2:]])
+    _serve(int(sys.argv[1]), int(sys.argv[2]))

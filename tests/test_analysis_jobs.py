@@ -189,6 +189,15 @@ def test_waiting_for_a_worker_that_answered_and_is_slow_to_exit_takes_no_cpu():
     assert time.thread_time() - cpu_before < 0.2  # ...asleep (spinning, it used about the whole 2 s)
 
 
+def test_a_worker_that_answered_and_does_not_exit_is_killed_after_a_grace():
+    handle = LocalBackend().start_task(TaskSpec("tests.tiny_runs:answer_then_linger", {"seconds": 120.0}, threads=1))
+    handle.EXIT_GRACE_SECONDS = 1.0
+    started = time.monotonic()
+    assert handle.wait(60)  # not the 120 s it would linger
+    assert time.monotonic() - started < 30
+    assert handle.outcome() == ({"answered": True}, "")  # its answer counts
+
+
 def test_a_task_whose_run_was_deleted_while_it_waited_fails_with_a_message(runs, tmp_path):
     run_dir = tmp_path / "resnet"
     shutil.copytree(runs["cifar-resnet8"], run_dir)

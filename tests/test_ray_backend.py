@@ -256,7 +256,7 @@ def test_runs_on_a_ray_cluster_take_its_devices_not_this_machines(cluster_nodes,
     assert [backend.training_device(choice) for choice in ("auto", "cuda", "cpu")] == ["cuda", "cuda", "cpu"]
     with pytest.raises(ValueError, match="not one a Ray cluster offers"):
         backend.training_device("mps")
-    assert "the Ray cluster's GPUs (2 nodes: 20 CPUs, 1 GPUs)" == backend.describe_where("cuda")
+    assert backend.describe_where("cuda") == "the Ray cluster's GPUs (2 nodes: 20 CPUs, 1 GPU)"
     on_the_gpu = tiny().replace(device="cuda")
     check_config(on_the_gpu, backend)  # accepted: the cluster has a GPU, wherever this test runs
     if not torch.cuda.is_available():  # this machine alone would refuse it
@@ -286,8 +286,22 @@ def test_a_backend_that_trains_elsewhere_leaves_the_fit_check_to_the_trainer(tmp
     manager.shutdown()
     local = HeldBackend()
     manager = JobManager(tmp_path / "local", max_concurrent=1, backend=local)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="try a smaller batch or model"):  # this machine's memory is checked
         manager.submit(huge.replace(device="cpu"))
     manager.submit(tiny())
     assert local.started[0].spec.checked is True
     manager.shutdown()
+
+
+def test_a_cluster_that_stops_answering_is_a_message_not_a_traceback(monkeypatch):
+    from explorer.train import ray_backend
+
+    class LostClient:
+        def nodes(self):
+            raise ConnectionError("Failed to connect to the Ray client server\nretrying")
+
+    ray_backend._forget_nodes()
+    monkeypatch.setattr(ray_backend, "_ray", lambda: LostClient())
+    with pytest.raises(ValueError, match=r"^the Ray cluster did not answer \(Failed to connect to the Ray client server\); check"):
+        SeenCluster().training_device("auto")
+    ray_backend._forget_nodes()

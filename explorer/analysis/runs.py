@@ -101,7 +101,8 @@ def read_run(run: Run | str, label: str | None = None) -> RunRecords:
     config = run.config()
     model = _model_section(config).get("name", "")
     data = config.get("data") if isinstance(config, dict) else None
-    augment = data.get("augment") if isinstance(data, dict) else None
+    # A config written before the setting existed trained with augmentation (DataConfig's default).
+    augment = data.get("augment", True) if isinstance(data, dict) else None
     records = RunRecords(run_dir=str(run.path), label=label or run_label(run, config), metrics=metrics.records,
                          problems=metrics.problems + probes.problems, status=run.status(),
                          model=model if isinstance(model, str) else "",

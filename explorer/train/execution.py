@@ -200,10 +200,15 @@ class ThreadBackend(OnThisMachine):
 class _WorkerProcess:
     """A worker process and the pipe it answers on, once; shared by runs and tasks."""
 
+    # A worker that has answered and is still alive this long after is killed: its answer is in, and
+    # a hang in its exit (a stuck thread, a library's teardown) must not hold a training slot for ever.
+    EXIT_GRACE_SECONDS = 60.0
+
     def __init__(self, process, results):
         self._process, self._results = process, results
         self._message = None
         self._pipe_done = False  # the answer was read, or the worker closed its end without one
+        self._answered_at: float | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         # The answer is read as soon as it comes: a worker blocks in send() until a large answer
@@ -214,11 +219,19 @@ class _WorkerProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._process.is_alive():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._answered_at is not None:
+                grace = self._answered_at + self.EXIT_GRACE_SECONDS - time.monotonic()
+                if grace <= 0:
+                    self._process.kill()  # and its end is waited for below
+                else:
+                    left = grace if left is None else min(left, grace)
             waiting_on = [self._process.sentinel] if self._pipe_done else [self._results, self._process.sentinel]
             ready = connection.wait(waiting_on, left)
             if self._results in ready:
                 self._received()
-            if not ready or (deadline is not None and time.monotonic() >= deadline):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not ready and self._answered_at is None:
                 break
         self._process.join(0 if self._process.is_alive() else None)
         return not self._process.is_alive()
@@ -230,6 +243,7 @@ class _WorkerProcess:
                 if self._results.poll():
                     self._message = self._results.recv()
                     self._pipe_done = True
+                    self._answered_at = time.monotonic()
             except (EOFError, OSError):
                 self._pipe_done = True
         return self._message

@@ -112,6 +112,7 @@ class RayBackend:
         return int(max(1, min(max(cpus), sum(cpus) // max(1, concurrent))))
 
     def shutdown(self) -> None:
+        _forget_nodes()
         if self._owns_ray:
             _ray().shutdown()
             self._owns_ray = False
@@ -133,10 +134,16 @@ class RayBackend:
         raise ValueError(f"device {choice!r} is not one a Ray cluster offers; valid there: auto, cpu, cuda")
 
     def describe_where(self, device_type: str) -> str:
-        nodes = _nodes()
+        try:
+            nodes = _nodes()
+        except ValueError:
+            return "the Ray cluster (it did not answer just now)"
         cpus, gpus = sum(node.get("CPU", 0) for node in nodes), sum(node.get("GPU", 0) for node in nodes)
-        return (f"the Ray cluster's {'GPUs' if device_type == 'cuda' else 'CPUs'} ({len(nodes)} "
-                f"node{'s' if len(nodes) != 1 else ''}: {cpus:g} CPUs, {gpus:g} GPUs)")
+        def count(number: float, what: str) -> str:
+            return f"{number:g} {what}{'' if number == 1 else 's'}"
+
+        return (f"the Ray cluster's {'GPUs' if device_type == 'cuda' else 'CPUs'} ({count(len(nodes), 'node')}: "
+                f"{count(cpus, 'CPU')}, {count(gpus, 'GPU')})")
 
     def _resources(self, device: str, threads: int) -> dict:
         """Ray's resources for a run, refused at once when no node of the cluster has them."""
@@ -158,9 +165,19 @@ def _nodes() -> list[dict]:
     global _nodes_seen
     seen_at, nodes = _nodes_seen
     if time.monotonic() - seen_at >= NODES_SECONDS:
-        nodes = [node.get("Resources", {}) for node in _ray().nodes() if node.get("Alive")]
+        try:
+            nodes = [node.get("Resources", {}) for node in _ray().nodes() if node.get("Alive")]
+        except ValueError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a lost client connection, a cluster gone: one sentence for the page
+            raise ValueError(f"the Ray cluster did not answer ({_first_line(error)}); check that it is up") from None
         _nodes_seen = (time.monotonic(), nodes)
     return nodes
+
+
+def _forget_nodes() -> None:
+    global _nodes_seen
+    _nodes_seen = (-NODES_SECONDS, [])
 
 
 def _check_reachable(address: str, source: str) -> None:

@@ -51,9 +51,10 @@ def run_task(spec, results) -> None:
 
 
 def yield_to_pages() -> None:
-    """Lower this worker's priority to WORKER_NICENESS (above the server's), where the system lets it."""
+    """Lower this worker's priority by WORKER_NICENESS below the process it was forked for (the fork
+    server has the server's niceness), where the system lets it."""
     try:
-        os.nice(max(0, WORKER_NICENESS - os.nice(0)))
+        os.nice(WORKER_NICENESS)
     except OSError:  # a platform or sandbox without it: train at the same priority
         pass
 

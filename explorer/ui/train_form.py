@@ -87,10 +87,13 @@ def chosen_device(choice: str | None = None) -> str:
     """The device type the chosen device (or ``choice``) trains on, where the runs train; "auto"'s
     when the choice is gone (a Ray cluster that lost its GPU node since it was chosen)."""
     backend = job_manager().backend
-    try:
-        return backend.training_device(choice or st.session_state.get("train_device", "auto"))
-    except ValueError:
-        return backend.training_device("auto")
+    for asked in (choice or st.session_state.get("train_device", "auto"), "auto"):
+        try:
+            return backend.training_device(asked)
+        except ValueError as error:
+            problem = error
+    st.error(f"Training is not available: {problem}", icon=":material/error:")  # a Ray cluster that stopped answering
+    st.stop()
 
 
 def _start(choice: str, clicks_when_drawn: int) -> None:

@@ -57,8 +57,12 @@ def page_imports(pages: Path = PAGES) -> list[str]:
 
 def warm_imports(pages: Path = PAGES) -> None:
     """Import what the pages import (and what Streamlit draws their tables with), once, here."""
-    for name in [*page_imports(pages), "pyarrow"]:
+    try:
+        names = page_imports(pages)
+    except (OSError, SyntaxError):  # a page being edited: its visit will say what is wrong
+        names = []
+    for name in [*names, "pyarrow"]:
         try:
             importlib.import_module(name)
-        except ImportError:  # the page will say what is missing when it is opened
+        except Exception:  # noqa: BLE001 - the page says what is missing when it is opened; the warm-up goes on
             pass
