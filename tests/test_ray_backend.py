@@ -262,6 +262,11 @@ def test_runs_on_a_ray_cluster_take_its_devices_not_this_machines(cluster_nodes,
     if not torch.cuda.is_available():  # this machine alone would refuse it
         with pytest.raises(ValueError, match="no CUDA GPU is available on this machine"):
             check_config(on_the_gpu)
+    # The threads a run gets are shared out over every node's CPUs; a GPU run gets at most its GPU node's.
+    assert backend._resources("auto", 10) == {"num_cpus": 10, "num_gpus": 1}
+    cluster_nodes.append([{"CPU": 8, "GPU": 1}, {"CPU": 64}])
+    assert backend._resources("cuda", 18) == {"num_cpus": 8, "num_gpus": 1}
+    assert backend._resources("cpu", 18) == {"num_cpus": 18, "num_gpus": 0}
     cluster_nodes.append([{"CPU": 4}])
     assert backend.training_device("auto") == "cpu"
     with pytest.raises(ValueError, match="no node of the Ray cluster has a GPU"):

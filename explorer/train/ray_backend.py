@@ -28,6 +28,7 @@ has already called ``ray.init`` is used as it is. Ray is optional: requirements-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -97,12 +98,14 @@ class RayBackend:
 
     def start(self, spec: JobSpec, control: Control) -> RayHandle:
         resources = self._resources(RunConfig.from_json(spec.config).device, spec.threads)
+        spec = dataclasses.replace(spec, threads=resources["num_cpus"])  # torch's threads: what Ray reserved
         return RayHandle(self._worker_class, spec, control, resources)
 
     shares_files = False  # its workers may be on other machines: a task takes the run's files with it
 
     def start_task(self, spec: TaskSpec) -> RayTaskHandle:
         resources = self._resources(spec.device, spec.threads)
+        spec = dataclasses.replace(spec, threads=resources["num_cpus"])
         remote = _ray().remote(max_retries=0, **resources)(_run_task)  # a retry would only fail again
         return RayTaskHandle(remote.remote(spec))
 
@@ -149,6 +152,9 @@ class RayBackend:
         """Ray's resources for a run, refused at once when no node of the cluster has them."""
         nodes = _nodes()
         gpus = 1 if device == "cuda" or (device == "auto" and any(node.get("GPU", 0) for node in nodes)) else 0
+        if gpus:  # the threads were shared out over every node's CPUs; a GPU run needs a GPU node's
+            threads = max(1, min(threads, int(max((node.get("CPU", 0) for node in nodes if node.get("GPU", 0)),
+                                                  default=threads))))
         if not any(node.get("CPU", 0) >= threads and node.get("GPU", 0) >= gpus for node in nodes):
             want = f"{threads} CPU{'s' if threads != 1 else ''}" + (" and a GPU" if gpus else "")
             raise ValueError(f"no node of the Ray cluster has {want} for this run; add such a node, or train on "

@@ -13,11 +13,13 @@ BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 STATE_KEY = "complexity_timing"
 
 
-def available_devices(choices: tuple[str, ...]) -> list[str]:
+def available_devices(choices: tuple[str, ...], resolve=resolve_device) -> list[str]:
+    """The ``choices`` that ``resolve`` accepts (it raises ValueError for the others): this machine's
+    devices, or with a backend's ``training_device``, those of where its runs train."""
     available = []
     for choice in choices:
         try:
-            resolve_device(choice)
+            resolve(choice)
             available.append(choice)
         except ValueError:
             pass

@@ -11,6 +11,7 @@ from explorer.device import DEVICE_CHOICES
 from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
 from explorer.ui.jobs import job_manager, shared_manager
 from explorer.ui.session import viewer
+from explorer.ui.timing import available_devices
 
 QUICK_DEPTHS = [8, 14, 20, 32, 44, 56, 110]
 CUSTOM_MODELS = ["cifar-plain20", "cifar-resnet20", "cifar-plain56", "cifar-resnet56", "cifar-preact-resnet20",
@@ -72,15 +73,7 @@ def train_form(choice: str, on_gpu: bool) -> None:
 
 def training_devices() -> list[str]:
     """The device choices where this server's runs train: this machine's, or a Ray cluster's."""
-    backend = job_manager().backend
-    available = []
-    for choice in DEVICE_CHOICES:
-        try:
-            backend.training_device(choice)
-            available.append(choice)
-        except ValueError:
-            pass
-    return available
+    return available_devices(DEVICE_CHOICES, job_manager().backend.training_device)
 
 
 def chosen_device(choice: str | None = None) -> str:
