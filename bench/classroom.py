@@ -389,8 +389,9 @@ def main():
         "title out, on the wire)": bool(busy) and summary["while_training_server"]["p95_s"] <= 1.0,
         "... and shown within 1 s at the 95th percentile on the instructor's page (Chromium at the server's "
         "priority, on its 2 cores)": bool(teacher_busy) and summary["instructor_while_training_shown"]["p95_s"] <= 1.0,
-        "... and shown within 1 s at the 95th percentile on the students' pages (5-10 Chromium pages on the "
-        "server's 2 cores, below its priority)": bool(busy) and summary["while_training_shown"]["p95_s"] <= 1.0,
+        f"... and shown within 1 s at the 95th percentile on the students' pages ({args.wave}-{2 * args.wave} "
+        f"Chromium pages on the server's 2 cores, below its priority)":
+            bool(busy) and summary["while_training_shown"]["p95_s"] <= 1.0,
     }
     from explorer.device import resolve_device
 
@@ -455,7 +456,8 @@ def main():
           f"{wave['server_p95_s']:.2f} | {wave['load_after']:.2f} |"
           for index, wave in enumerate(result["waves"])),
     ]
-    common.record("classroom", resolve_device("cpu"), payload, lines)
+    # Waves of another size are another measurement: recorded beside the default, not over it.
+    common.record("classroom" if args.wave == 5 else f"classroom-wave{args.wave}", resolve_device("cpu"), payload, lines)
     if not all(checks.values()):
         sys.exit(1)
 
