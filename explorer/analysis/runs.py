@@ -28,14 +28,19 @@ class RunRecords:
     @property
     def residual(self) -> bool | None:
         """Whether the model has shortcuts, from its registry name; None for an unknown name."""
-        try:
-            return bool(resolve(self.model).fixed.get("residual", False))
-        except ValueError:
-            return None
+        return has_shortcuts(self.model)
 
     @property
     def probe_steps(self) -> list[int]:
         return [record["step"] for record in self.responses]
+
+
+def has_shortcuts(model_name) -> bool | None:
+    """Whether the registry's ``model_name`` is a residual net; None for an unknown name."""
+    try:
+        return bool(resolve(str(model_name)).fixed.get("residual", False))
+    except ValueError:
+        return None
 
 
 def augmentation_note(records: list[RunRecords]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from explorer.data.base import CIFAR10
 from explorer.data.cifar10 import check_obtainable
 from explorer.train.config import RunConfig, validate
-from explorer.train.execution import Backend, Handle, JobSpec, LocalBackend, ThreadBackend
+from explorer.train.execution import Backend, Handle, JobSpec, LocalBackend, OnThisMachine, ThreadBackend
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
 from explorer.train.trainer import Control, TrainResult, check_config_fits
 
@@ -52,10 +52,10 @@ def check_config(config: RunConfig, backend: Backend | None = None) -> None:
     that cannot fit, and CIFAR-10 that is neither here nor downloadable (offline), before anything is
     created. On a backend whose runs train elsewhere (Ray) the trainer checks the fit where it lands."""
     validate(config)
-    if backend is None or backend.checks_fit_here:
+    backend = backend or OnThisMachine()
+    backend.training_device(config.device)
+    if backend.checks_fit_here:
         check_config_fits(config)
-    else:
-        backend.training_device(config.device)
     if config.data.dataset == CIFAR10:
         check_obtainable(config.data.data_dir)
 

@@ -142,11 +142,8 @@ class RayBackend:
         except ValueError:
             return "the Ray cluster (it did not answer just now)"
         cpus, gpus = sum(node.get("CPU", 0) for node in nodes), sum(node.get("GPU", 0) for node in nodes)
-        def count(number: float, what: str) -> str:
-            return f"{number:g} {what}{'' if number == 1 else 's'}"
-
-        return (f"the Ray cluster's {'GPUs' if device_type == 'cuda' else 'CPUs'} ({count(len(nodes), 'node')}: "
-                f"{count(cpus, 'CPU')}, {count(gpus, 'GPU')})")
+        return (f"the Ray cluster's {'GPUs' if device_type == 'cuda' else 'CPUs'} ({_count(len(nodes), 'node')}: "
+                f"{_count(cpus, 'CPU')}, {_count(gpus, 'GPU')})")
 
     def _resources(self, device: str, threads: int) -> dict:
         """Ray's resources for a run, refused at once when no node of the cluster has them."""
@@ -171,14 +168,17 @@ def _nodes() -> list[dict]:
     global _nodes_seen
     seen_at, nodes = _nodes_seen
     if time.monotonic() - seen_at >= NODES_SECONDS:
+        ray = _ray()  # Ray not installed: its own ValueError, with how to install it
         try:
-            nodes = [node.get("Resources", {}) for node in _ray().nodes() if node.get("Alive")]
-        except ValueError:
-            raise
+            nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
         except Exception as error:  # noqa: BLE001 - a lost client connection, a cluster gone: one sentence for the page
             raise ValueError(f"the Ray cluster did not answer ({_first_line(error)}); check that it is up") from None
         _nodes_seen = (time.monotonic(), nodes)
     return nodes
+
+
+def _count(number: float, what: str) -> str:
+    return f"{number:g} {what}{'' if number == 1 else 's'}"
 
 
 def _forget_nodes() -> None:

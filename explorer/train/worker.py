@@ -19,8 +19,8 @@ from explorer.train.trainer import Control, train
 
 SERVER_CHECK_SECONDS = 1.0
 # Workers train at a lower priority than the process that serves the pages: when a class's runs
-# fill every core, a click still gets the CPU at once (the server needs a few ms of it per click,
-# a run loses them). With nothing else to run, a niced worker trains as fast as before.
+# fill every core, the server still gets most of a core when a click needs it (a run loses little).
+# With nothing else to run, a niced worker trains as fast as before (bench/results/app-preset-*).
 WORKER_NICENESS = 10
 
 # torch.optim imports torch._dynamo when the first optimiser is made: 3.5 s on the 2-core machine.
@@ -30,11 +30,7 @@ torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 def run_job(spec, control: Control, results, server_pid: int) -> None:
     """Train ``spec`` (an execution.JobSpec) with ``control``; send the TrainResult's fields to ``results``."""
-    # Ctrl-C in a terminal reaches every process of the group: the manager asks the run to stop,
-    # and the worker must not die inside torch before it has saved its checkpoint.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    yield_to_pages()
-    torch.set_num_threads(spec.threads)
+    _enter_worker(spec.threads)
     _stop_when_gone(server_pid, control)
     result = train(RunConfig.from_json(spec.config), Run(spec.run_dir), control, checked=spec.checked)
     results.send(result.to_json())
@@ -43,11 +39,17 @@ def run_job(spec, control: Control, results, server_pid: int) -> None:
 
 def run_task(spec, results) -> None:
     """Run an execution.TaskSpec; send {"result": ...} or {"error": ...} to ``results``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    yield_to_pages()
-    torch.set_num_threads(spec.threads)
+    _enter_worker(spec.threads)
     results.send(call_target(spec))
     results.close()
+
+
+def _enter_worker(threads: int) -> None:
+    # Ctrl-C in a terminal reaches every process of the group: the manager asks the run to stop,
+    # and the worker must not die inside torch before it has saved its checkpoint.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield_to_pages()
+    torch.set_num_threads(threads)
 
 
 def yield_to_pages() -> None:

@@ -19,8 +19,7 @@ from explorer.analysis.gradcam import (
     run_classifier,
     state_dict_classifier,
 )
-from explorer.analysis.runs import run_label
-from explorer.models import resolve
+from explorer.analysis.runs import has_shortcuts, run_label
 from explorer.data.images import (
     MAX_IMAGE_UPLOAD_MB,
     SAMPLE_PHOTOS,
@@ -218,8 +217,7 @@ def default_pair(runs: dict[str, str]) -> list[str]:
     newest = {}
     for run_dir in runs:  # in the order listed: oldest first
         model = Run(run_dir).config().get("model")
-        try:
-            newest[bool(resolve(model.get("name", "")).fixed.get("residual"))] = run_dir
-        except (AttributeError, ValueError):  # a config without a model section, or an unknown name
-            continue
+        residual = has_shortcuts(model.get("name", "")) if isinstance(model, dict) else None
+        if residual is not None:
+            newest[residual] = run_dir
     return [newest[False], newest[True]] if len(newest) == 2 else list(runs)[-2:]
