@@ -9,8 +9,9 @@ from explorer.ui.session import viewer
 
 st.title("Runs")
 who = viewer()
-st.caption(("Every saved run under runs/." if who.instructor else "Your runs, and the runs the instructor shares.")
-           + " Pick rows to overlay their curves; delete or download them.")
+st.caption("Every saved run under runs/. Pick rows to overlay their curves; delete or download them."
+           if who.instructor else "Your runs, and the runs the instructor shares. Pick rows to overlay their "
+           "curves and download them; you may delete your own.")
 
 runs = all_runs(who)
 if not runs:

@@ -124,10 +124,11 @@ def test_runs_page_lists_overlays_and_reports_bad_lines(trained_pair):
     assert app.caption[0].value.startswith("Every saved run under runs/.")  # this machine's session: the instructor
 
 
-def test_a_students_runs_page_says_whose_runs_it_lists(monkeypatch):
+def test_a_students_runs_page_says_whose_runs_it_lists_and_which_it_may_delete(monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR", "0")
     app = _page("runs.py")
     assert app.caption[0].value.startswith("Your runs, and the runs the instructor shares.")
+    assert "you may delete your own" in app.caption[0].value and "delete or download them" not in app.caption[0].value
 
 
 def test_responses_page_draws_fig7(trained_pair):

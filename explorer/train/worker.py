@@ -54,7 +54,9 @@ def _enter_worker(threads: int) -> None:
 
 def yield_to_pages() -> None:
     """Lower this worker's priority by WORKER_NICENESS below the process it was forked for (the fork
-    server has the server's niceness), where the system lets it."""
+    server has the server's niceness), where the system lets it. The worker stays in the server's
+    session: under Linux's autogroup scheduling (most distributions' default) niceness counts only
+    among the processes of one session, and a session of its own would weigh as much as the server's."""
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # a platform or sandbox without it: train at the same priority

@@ -50,7 +50,7 @@ class Viewer:
         owner = status.get("owner")
         if owner is None:
             return "shared"
-        return "yours" if owner == self.key else "a student's"
+        return "yours" if owner == self.key else "student"  # one word: the table's column is narrow
 
 
 def viewer() -> Viewer:
