@@ -1,27 +1,32 @@
 """A class on one server: browser sessions that each start a quick pair, in waves.
 
-    python bench/classroom.py [--sessions 30] [--wave 5] [--steps 1000]
+    python bench/classroom.py [--sessions 30] [--wave 5] [--steps 300] [--students-niceness 0]
 
 One ``streamlit run explorer/app.py`` on 127.0.0.1 with RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0, so
 that every session is a student although all come from this machine, its runs in a fresh folder.
 Each session is a headless Chromium context of its own (its own cookies: its own key); a wave of
-them opens the Train page and starts a quick pair at small settings (depth 8, 1000 steps, batch 16,
-100 training images, 16x16 pixels: a wave's runs train for about a minute). While a wave's runs train, every open
-session clicks between the Train and Runs pages in the sidebar. Each click is timed twice:
+them opens the Train page and starts a quick pair at small settings (depth 8, 300 steps, batch 16,
+100 training images, 16x16 pixels: a wave's runs train for a minute or more). While they train,
+every open session clicks between the Train and Runs pages in the sidebar, and its Train page
+polls its runs as it would in class. Each click is timed twice:
 
 - "server": from the click's request reaching the server to the new page's title leaving it,
   taken on the wire by bench/wire_clock.py (a pass-through proxy at the server's priority, one
   port per session). This is the server's answer, whatever the browsers do.
 - "shown": from the click to the title on screen in Chromium. In class each browser has a laptop
-  of its own; here 5-10 Chromium pages share the server's 2 cores with the training workers, so
-  this also counts Chromium waiting for a core. The students' browsers run below the server's
-  priority (niceness 10), as the students' laptops are not the server's load: under autogroup
-  scheduling that is their autogroup's niceness (see BrowserNiceness). The server and its workers
-  form one autogroup, in which the server comes first.
-  The instructor's page (a Chromium of its own at the server's priority, as a projector's browser
-  on the server's machine, driven from a thread of its own) opens the app with the instructor's
-  token, so its Runs page lists every run of the class; it clicks Runs and Train in turn, a
-  second apart, for the whole class, and is reported apart.
+  of its own; here every page draws on the server's 2 cores beside the training workers, so this
+  measures this machine, and is recorded, not checked.
+
+The students' Chromium weighs as the server's session (under autogroup scheduling, its autogroup
+has the server's niceness, 0): the server's answer is timed against every page's full load on its
+cores, more than a class puts on it. --students-niceness 10 holds the students' pages below the
+server and its workers instead (see BrowserNiceness); their pages then fall behind their own
+polling, and so put less load on the server than a class does.
+
+The instructor's page (a Chromium of its own at the server's priority, as a projector's browser on
+the server's machine, driven from a thread of its own) opens the app with the instructor's token,
+so its Runs page lists every run of the class; it clicks Runs and Train in turn, a second apart, for
+the whole class, and is reported apart.
 
 Measured and checked:
 
@@ -29,12 +34,14 @@ Measured and checked:
 - no session sees another's runs: each session's Runs page lists exactly the run folders whose
   status.json names its key as owner (the key is its cookie), when its wave ends and again at the
   end in a new tab of the same browser context;
-- a click on another page, while runs train, answers within 1 s at the 95th percentile: the
-  server's answer on the wire (every click, the students' and the instructor's), and on screen on
-  the instructor's page (the students' pages on screen are recorded, not checked: see above);
+- a click on another page while runs train is answered within 1 s at the 95th percentile by the
+  server, on the wire: the students' clicks (at least one per session) and the instructor's;
 - the server process's memory (RSS, from /proc) before the class and after it.
 
-The load average before is written beside the numbers: the machine is shared.
+Recorded beside them: the load the pages put on the server (page runs and fragment reruns asked
+for, per page per second, against what a Train page that keeps up asks for), the CPU of each part,
+and how long the server's threads waited for a core. The load average before is written beside
+the numbers: the machine is shared.
 """
 
 from __future__ import annotations
@@ -53,17 +60,20 @@ import time
 from pathlib import Path
 
 import common
-from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server, descendants, own_cpu,
+from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server, descendants,
                         rss_mb, run_states, wait_for_script)
 from wire_clock import WireClock
 
 from explorer.train.worker import WORKER_NICENESS
+from explorer.ui.live import CHART_REFRESH_SECONDS, REFRESH_SECONDS
 
 COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
 PAIR = {"Training images": "100"}  # and the steps: --steps
 SLIDERS = {"Depth": "8", "Batch size": "16", "Image size": "16"}
 CLICK_TIMEOUT_S = 30
 INSTRUCTOR_TOKEN = "bench-instructor"
+STUDENTS_NICENESS = 0  # --students-niceness: as the server's session (see BrowserNiceness)
+KEEPING_UP_REQUESTS_PER_S = 1 / REFRESH_SECONDS + 1 / CHART_REFRESH_SECONDS  # a Train page's fragments while runs train
 DUMP_SLOW: int | None = None  # --dump-slow: the server's pid
 
 
@@ -228,16 +238,17 @@ class BrowserNiceness:
     With autogroups, the CPU is shared fairly between sessions (setsid) first, and a process's
     niceness counts only against the processes of its own session. Playwright starts Chromium in a
     session of its own (and Chromium's zygotes may start theirs), and as root Chromium raises its
-    display threads to niceness -8: a Chromium started with nice 10 still weighed as much as the
-    server's whole session, the server and its workers. Measured on this machine with 5-10 students'
-    pages drawing: the server's answer to a click took 1.09 s at the 95th percentile that way, 0.09 s
-    with this. This thread sets the niceness of each of the browser's autogroups
-    (/proc/PID/autogroup) every 0.2 s, so that the students' pages weigh little beside the server's
-    session, as pages drawn on the students' laptops would not weigh on it at all."""
+    display threads to niceness -8: so ``nice`` on Chromium's command line does nothing against the
+    server. This thread sets the niceness of each of the browser's autogroups (/proc/PID/autogroup)
+    every 0.2 s instead. Measured on this machine, one wave of 5 at 1000 steps: at niceness 10
+    the students' pages asked for 0.22 page runs and fragment reruns per second, against the 0.75
+    of a page that keeps up, and so loaded the server less than a class would; at 0 they asked for
+    0.70, and the server still answered their clicks within 0.22 s at the 95th percentile."""
 
     def __init__(self, pid_file: Path, niceness: int, every: float = 0.2):
         self.pid_file, self.niceness, self.every = pid_file, niceness, every
         self.groups: set[str] = set()  # autogroups set, by name
+        self.refused: str | None = None  # why the system refused, if it did
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -261,25 +272,71 @@ class BrowserNiceness:
                 self._set(pid)
 
     def _set(self, pid: int) -> None:
+        own = (autogroup(os.getpid()) or "").split(" ")[0]
         try:
             group = Path(f"/proc/{pid}/autogroup")
             name, _, nice = group.read_text().split()  # "/autogroup-907 nice 0"
+            if name == own:
+                return  # this script's session: not the browser's to change
             if int(nice) != self.niceness:
                 group.write_text(str(self.niceness))
             self.groups.add(name)
+        except PermissionError as refused:
+            self.refused = str(refused)
         except (OSError, ValueError):
             pass  # the process ended meanwhile
 
 
-def run_delay_s(pid: int) -> float:
-    """Seconds the process's threads have waited, runnable, for a core (/proc's schedstat)."""
-    total = 0
-    for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
-            total += int(schedstat.read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            pass  # a thread that ended meanwhile
-    return total / 1e9
+class RunDelay:
+    """Seconds a process's threads waited, runnable, for a core (/proc's schedstat), sampled every
+    0.25 s per thread: Streamlit starts a thread for each script run, which ends with it, so reading
+    the threads alive at the start and the end alone would miss the ones that answer the clicks (a
+    thread that lives under 0.25 s is missed too)."""
+
+    def __init__(self, pid: int, every: float = 0.25):
+        self.pid, self.every = pid, every
+        self.first: dict[str, int] = {}  # thread id -> its wait (ns) when first seen before the start
+        self.largest: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _read(self) -> dict[str, int]:
+        waits = {}
+        for schedstat in Path(f"/proc/{self.pid}/task").glob("*/schedstat"):
+            try:
+                waits[schedstat.parent.name] = int(schedstat.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a thread that ended meanwhile
+        return waits
+
+    def _sample(self) -> None:
+        for thread, wait in self._read().items():
+            self.largest[thread] = max(wait, self.largest.get(thread, 0))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> RunDelay:
+        self.first = self._read()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def seconds(self) -> float:
+        return sum(wait - self.first.get(thread, 0) for thread, wait in self.largest.items()) / 1e9
+
+
+def autogroup(pid: int) -> str | None:
+    """The autogroup's name and niceness ("/autogroup-907 nice 0"), None if unreadable."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().strip()
+    except OSError:
+        return None
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -326,8 +383,9 @@ class InstructorPage(threading.Thread):
         self.number, self.clock, self.port, self.runs_dir, self.chromium = number, clock, port, runs_dir, chromium
         self.clicks: list[dict] = []
         self.wave = 0  # set by the class as each wave starts
-        self.opened, self.finish = threading.Event(), threading.Event()
+        self.opened, self.begin, self.finish = threading.Event(), threading.Event(), threading.Event()
         self.failure: BaseException | None = None
+        self.reload_failures: list[str] = []
 
     def run(self) -> None:
         from playwright.sync_api import sync_playwright
@@ -340,6 +398,7 @@ class InstructorPage(threading.Thread):
                 # server's warm-up (tracing the paper's models), which then runs for a while.
                 page.open_train(f"?instructor={INSTRUCTOR_TOKEN}")
                 self.opened.set()
+                self.begin.wait()  # until the class begins: the server's warm-up has ended
                 titles = ("Runs", "Train")
                 while not self.finish.wait(INSTRUCTOR_PAUSE_S):
                     title = titles[len(self.clicks) % 2]
@@ -347,7 +406,10 @@ class InstructorPage(threading.Thread):
                     click = page.go(title)
                     self.clicks.append({**click, "training": training, "wave": self.wave})
                     if math.isinf(click["shown"]):  # reload, as the instructor would
-                        page.page.goto(f"{page.url}/{title.lower()}?instructor={INSTRUCTOR_TOKEN}")
+                        try:
+                            page.page.goto(f"{page.url}/{title.lower()}?instructor={INSTRUCTOR_TOKEN}")
+                        except Exception as error:  # noqa: BLE001 - a reload that timed out: noted, go on
+                            self.reload_failures.append(str(error).splitlines()[0])
                 page.close_page()
                 browser.close()
         except BaseException as error:  # noqa: BLE001 - reported by the class, in its thread
@@ -362,12 +424,15 @@ class InstructorPage(threading.Thread):
     def stop(self) -> list[dict]:
         self.finish.set()
         self.join(timeout=CLICK_TIMEOUT_S * 2 + 60)
+        if self.is_alive():
+            raise RuntimeError("the instructor's page did not stop clicking")
         if self.failure is not None:
             raise RuntimeError(f"the instructor's page failed: {self.failure}") from self.failure
         return self.clicks
 
 
-def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow: bool = False) -> dict:
+def run_class(sessions: int, wave: int, steps: int, students_niceness: int, deadline_s: float,
+              dump_slow: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     runs_dir = Path(tempfile.mkdtemp(prefix="classroom-runs-"))
@@ -385,16 +450,14 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
             memory_cold = rss_mb(server.pid)  # no page opened yet: the app's modules are not even imported
             clock = WireClock(server.port, sessions + 1)  # a port per student, the last the instructor's
             stack.callback(clock.close)
-            # Students' browsers run on their laptops, not on the server. Here they share its two
-            # cores, so they run below the server's priority, at niceness 10: the server answers
-            # first, as it would in class. This script and Playwright's drivers take it too; the
-            # students' Chromium has it for its whole autogroup (BrowserNiceness); the server and
-            # the clock keep theirs. The instructor's Chromium (the projector, often on the server's
-            # machine) runs at the server's priority.
+            # The students' Chromium has --students-niceness for its whole autogroup (BrowserNiceness);
+            # this script and Playwright's drivers take niceness 10 within this script's autogroup;
+            # the server and the clock keep theirs. The instructor's Chromium (the projector, often
+            # on the server's machine) runs at the server's priority.
             os.nice(max(0, WORKER_NICENESS - os.nice(0)))
             playwright = stack.enter_context(sync_playwright())
-            students_chromium, students_pid_file = chromium_at_niceness(WORKER_NICENESS, stack)
-            students_niceness = stack.enter_context(BrowserNiceness(students_pid_file, WORKER_NICENESS))
+            students_chromium, students_pid_file = chromium_at_niceness(students_niceness, stack)
+            students_nicer = stack.enter_context(BrowserNiceness(students_pid_file, students_niceness))
             students_browser = playwright.chromium.launch(executable_path=str(students_chromium), args=CHROMIUM_ARGS)
             instructor = InstructorPage(sessions, clock, clock.ports[sessions], runs_dir,
                                         chromium_at_niceness(0, stack)[0])
@@ -403,11 +466,13 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
             instructor.wait_opened()
             server.wait_quiet()
             memory_before = rss_mb(server.pid)
+            instructor.begin.set()
             students: list[Student] = []
-            server_waited_before = run_delay_s(server.pid)
+            server_groups: set[str] = set()  # the autogroups of the server and its workers, while they train
             students_pid = int(students_pid_file.read_text())
             with CpuSampler(server.pid) as cpu, CpuSampler(os.getpid()) as everything, \
-                    CpuSampler(students_pid) as students_cpu:
+                    CpuSampler(students_pid) as students_cpu, CpuSampler(clock.pid) as clock_cpu, \
+                    RunDelay(server.pid) as server_waited:
                 for first in range(0, sessions, wave):
                     if time.time() - started > deadline_s:
                         raise TimeoutError(f"the class ran past {deadline_s:.0f} s")
@@ -419,8 +484,11 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
                     for student in group:  # the wave opens the page and fills the form...
                         student.open_train()
                         student.fill_form(steps)
+                    training_from = time.monotonic()
                     for student in group:  # ...and starts within seconds of each other
                         student.start(runs_dir)
+                    server_groups |= {(autogroup(pid) or "?").split(" ")[0]
+                                      for pid in [server.pid, *descendants(server.pid)]}
                     expected = 2 * len(students)
                     wave_clicks = []
                     # Each open session clicks to the Runs page and back, at least once and until the
@@ -432,7 +500,7 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
                                 wave_clicks.append({**student.go(title), "training": training, "wave": len(waves) + 1})
                         if time.time() - wave_started > 600:
                             raise TimeoutError(f"wave {len(waves) + 1}'s runs did not end in 600 s")
-                    trained = time.time()
+                    trained, training_to = time.time(), time.monotonic()
                     for student in group:
                         click = student.go("Runs")
                         wave_clicks.append({**click, "training": False, "wave": len(waves) + 1})
@@ -453,6 +521,13 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
                     waves.append({"sessions": len(group), "seconds": trained - wave_started,
                                   "click_to_both_runs_done_s": max(finished), "clicks": len(wave_clicks),
                                   "clicks_while_training": sum(click["training"] for click in wave_clicks),
+                                  # The page runs and fragment reruns each page asked for from its Start
+                                  # to the wave's last run's end: the load the pages put on the server.
+                                  "student_requests_per_s": sum(clock.requests(student.port, training_from, training_to)
+                                                                for student in group)
+                                  / len(group) / (training_to - training_from),
+                                  "instructor_requests_per_s": clock.requests(clock.ports[sessions], training_from,
+                                                                              training_to) / (training_to - training_from),
                                   "shown_p95_s": percentile([click["shown"] for click in wave_clicks], 0.95),
                                   "server_p95_s": percentile([click["server"] for click in wave_clicks], 0.95),
                                   "load_after": os.getloadavg()[0]})
@@ -460,7 +535,6 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
                     print(f"wave {len(waves)}: {waves[-1]}", file=sys.stderr)
             instructor_clicks = instructor.stop()
             memory_after = rss_mb(server.pid)
-            server_waited_s = run_delay_s(server.pid) - server_waited_before
             # Again, in a new tab of each student's browser: the cookie brings back the same key.
             for student in students:
                 student.page = student.context.new_page()
@@ -469,7 +543,7 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
                 student.close_page()
                 student.context.close()
             memory_end = rss_mb(server.pid)
-            clock_cpu_s = own_cpu(clock.pid)
+            clock_cpu_s = sum(clock_cpu.used()[key] for key in ("own_cpu_s", "descendants_cpu_s"))
             students_browser.close()
             states = run_states(runs_dir)
             owners = {}
@@ -484,13 +558,15 @@ def run_class(sessions: int, wave: int, steps: int, deadline_s: float, dump_slow
                 "runs_of_no_session": sum(len(v) for owner, v in owners.items() if owner not in keys),
                 "problems": problems, "start_retries": sum(student.start_retries for student in students),
                 "clicks": clicks, "instructor_clicks": instructor_clicks, "waves": waves, "cpu": cpu.used(),
-                # This script's tree: the server's, Playwright's driver and Chromium, and this process.
+                # This script's tree: the server's, the clock's, Playwright's drivers and Chromium, and this process.
                 "browser_cpu_s": sum(everything.used()[key] for key in ("own_cpu_s", "descendants_cpu_s"))
                 - sum(cpu.used()[key] for key in ("own_cpu_s", "descendants_cpu_s")) - clock_cpu_s,
                 "clock_cpu_s": clock_cpu_s,
                 "students_browser_cpu_s": sum(students_cpu.used()[key] for key in ("own_cpu_s", "descendants_cpu_s")),
-                "server_waited_for_a_core_s": server_waited_s,
-                "autogroups": autogroups_on(), "students_autogroups_niced": len(students_niceness.groups),
+                "server_waited_for_a_core_s": server_waited.seconds(),
+                "autogroups": autogroups_on(), "students_niceness": students_niceness,
+                "students_autogroups_niced": len(students_nicer.groups), "niceness_refused": students_nicer.refused,
+                "server_autogroups": sorted(server_groups), "instructor_reload_failures": instructor.reload_failures,
                 "memory_cold": memory_cold, "memory_before": memory_before, "memory_after": memory_after,
                 "memory_end": memory_end,
                 "seconds": time.time() - started,
@@ -503,70 +579,93 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--wave", type=int, default=5, help="sessions that open the app and train at once")
-    parser.add_argument("--steps", type=int, default=1000,
+    parser.add_argument("--steps", type=int, default=300,
                         help="each run's steps: enough that a wave's runs train while its sessions click")
+    parser.add_argument("--students-niceness", type=int, default=STUDENTS_NICENESS,
+                        help="the students' Chromium's niceness, for its whole autogroup: 0 (the default) weighs as the "
+                             "server's session; 10 holds it below the server and its workers, and its pages then "
+                             "fall behind their polling")
     parser.add_argument("--deadline", type=float, default=40 * 60, help="seconds the whole class may take")
     parser.add_argument("--dump-slow", action="store_true",
                         help="where the server's threads are when a click waits 1.5 s on it (needs py-spy)")
     args = parser.parse_args()
     load = os.getloadavg()
-    result = run_class(args.sessions, args.wave, args.steps, args.deadline, args.dump_slow)
-    clicks = result["clicks"]
+    result = run_class(args.sessions, args.wave, args.steps, args.students_niceness, args.deadline, args.dump_slow)
+    clicks, teacher = result["clicks"], result["instructor_clicks"]
     busy = [click for click in clicks if click["training"]]
+    teacher_busy = [click for click in teacher if click["training"]]
     lost = sum(math.isinf(click["shown"]) for click in clicks)
-    unmeasured = sum(math.isnan(click["server"]) for click in clicks + result["instructor_clicks"])
-    teacher_lost = sum(math.isinf(click["shown"]) for click in result["instructor_clicks"])
+    teacher_lost = sum(math.isinf(click["shown"]) for click in teacher)
+    unmeasured = sum(math.isnan(click["server"]) for click in clicks + teacher)
 
     def stats(chosen: list[dict], key: str) -> dict:
         values = [click[key] for click in chosen]
         return {"clicks": len(values), "p50_s": percentile(values, 0.5), "p95_s": percentile(values, 0.95),
                 "max_s": percentile(values, 1.0)}
 
-    teacher_busy = [click for click in result["instructor_clicks"] if click["training"]]
     summary = {f"{which}_{key}": stats(chosen, key)
-               for which, chosen in (("while_training", busy), ("all", clicks), ("instructor_while_training", teacher_busy),
-                                     ("everyone_while_training", busy + teacher_busy))
+               for which, chosen in (("while_training", busy), ("all", clicks), ("instructor_while_training", teacher_busy))
                for key in ("shown", "server")}
+    waves = result["waves"]
+    student_rate = sum(wave["student_requests_per_s"] for wave in waves) / len(waves)
+    teacher_rate = sum(wave["instructor_requests_per_s"] for wave in waves) / len(waves)
+    enough = len(busy) >= args.sessions  # a click per student while runs train, at least
     checks = {
         "every run completed": result["runs"] == 2 * args.sessions and result["completed"] == result["runs"],
         "no session saw another's runs": not result["problems"] and result["every_session_two_runs"],
-        "a click while runs train (a student's or the instructor's) is answered by the server within 1 s at the "
-        "95th percentile (request in to title out, on the wire)":
-            bool(busy + teacher_busy) and summary["everyone_while_training_server"]["p95_s"] <= 1.0,
-        "... and shown within 1 s at the 95th percentile on the instructor's page (Chromium at the server's "
-        "priority, on its 2 cores, clicking every second)": bool(teacher_busy) and summary["instructor_while_training_shown"]["p95_s"] <= 1.0,
+        f"a student's click while runs train is answered by the server within 1 s at the 95th percentile "
+        f"(request in to title out, on the wire; at least {args.sessions} such clicks)":
+            enough and summary["while_training_server"]["p95_s"] <= 1.0,
+        "the instructor's click while runs train is answered by the server within 1 s at the 95th percentile":
+            bool(teacher_busy) and summary["instructor_while_training_server"]["p95_s"] <= 1.0,
     }
-    # Not a goal: in class each student's page draws on a laptop of its own. Here the students'
-    # Chromium is held below the server and its workers (see BrowserNiceness), so that it does not
-    # take the server's cores as it would not in class; its own times then measure a starved
-    # browser on this machine, and are recorded as such.
+    # Recorded, not checked: in class each student's page draws on a laptop of its own, and the
+    # projector's page beside the server alone; here every page draws on the server's 2 cores.
     students_shown_p95 = summary["while_training_shown"]["p95_s"]
+    teacher_shown_p95 = summary["instructor_while_training_shown"]["p95_s"]
     from explorer.device import resolve_device
 
-    payload = {"sessions": args.sessions, "wave": args.wave, "load_before": load, "click_summary": summary,
-               "clicks_unanswered": lost, "checks": checks, "students_shown_p95_s_this_machine": students_shown_p95,
+    payload = {"sessions": args.sessions, "wave": args.wave, "steps": args.steps, "load_before": load,
+               "click_summary": summary, "clicks_unanswered": lost, "checks": checks,
+               "students_shown_p95_s_this_machine": students_shown_p95,
+               "instructor_shown_p95_s_this_machine": teacher_shown_p95, "student_requests_per_s": student_rate,
+               "keeping_up_requests_per_s": KEEPING_UP_REQUESTS_PER_S, "instructor_requests_per_s": teacher_rate,
                **result}
     memory = (f"{result['memory_cold']['rss_mb']:.0f} MB started but never opened, "
               f"{result['memory_before']['rss_mb']:.0f} MB before the class (opened once, warm-up done), "
               f"{result['memory_after']['rss_mb']:.0f} MB after its last wave, "
               f"{result['memory_end']['rss_mb']:.0f} MB after every session's last look; peak "
               f"{result['memory_end']['peak_rss_mb']:.0f} MB")
+    if not result["autogroups"]:
+        priority = (f"Autogroup scheduling is off: the students' Chromium ran at niceness {args.students_niceness} "
+                    f"(its threads that Chromium raises, as root, to -8 excepted).")
+    elif result["students_autogroups_niced"]:
+        priority = (f"Autogroup scheduling is on (the CPU is shared between sessions first; niceness counts only "
+                    f"inside one). Chromium started by Playwright runs in a session of its own and, as root, raises "
+                    f"its display threads to niceness -8, so the students' Chromium was held at niceness "
+                    f"{args.students_niceness} as a whole: its autogroup's ({result['students_autogroups_niced']} "
+                    f"autogroup(s), /proc/PID/autogroup). The server and its workers ran in "
+                    f"{len(result['server_autogroups'])} autogroup(s) ({', '.join(result['server_autogroups'])}), in "
+                    f"which the server comes first.")
+    else:
+        priority = (f"Autogroup scheduling is on, but the students' Chromium's autogroup could not be set "
+                    f"({result['niceness_refused'] or 'no autogroup found'}): it weighed as the server's session.")
     lines = [
         f"# A class of {args.sessions} browser sessions on one server",
         f"Headless Chromium, one browser context (cookie, key) per student, {args.wave} at a time; each starts a "
-        f"quick pair at depth 8, {args.steps} steps, batch 16, 100 images, 16x16 pixels; the server treats 127.0.0.1 as a "
-        f"student (RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0). Load average (1 min) before: {load[0]:.2f} "
+        f"quick pair at depth 8, {args.steps} steps, batch 16, 100 images, 16x16 pixels; the server treats 127.0.0.1 "
+        f"as a student (RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0). Load average (1 min) before: {load[0]:.2f} "
         f"({load[1]:.2f} over 5 min). The whole class took {result['seconds']:.0f} s.",
         "",
         "| check | result |",
         "|---|---|",
         *(f"| {name} | {'yes' if ok else '**no**'} |" for name, ok in checks.items()),
         "",
-        f"Not a goal here: the students' pages shown within 1 s at the 95th percentile "
-        f"({'yes' if students_shown_p95 <= 1.0 else 'no'}: {students_shown_p95:.2f} s). In class each student's "
-        f"page draws on a laptop of its own; here {args.wave}-{2 * args.wave} of them share the server's 2 cores, "
-        f"held below the server and its workers so that they do not take the cores the server would have in class, "
-        f"and their times measure a starved browser on this machine.",
+        f"Recorded, not checked: while runs trained, the students' pages showed a click within "
+        f"{students_shown_p95:.2f} s at the 95th percentile, the instructor's page within {teacher_shown_p95:.2f} s. "
+        f"In class each student's page draws on a laptop of its own, and the projector's page shares the server's "
+        f"machine with no other browser; here {args.wave}-{2 * args.wave} students' pages and the instructor's draw "
+        f"on the server's 2 cores beside its workers, so these times measure this machine.",
         "",
         f"- Runs: {result['runs']} ({result['completed']} completed; states {', '.join(result['states'])}), "
         f"{result['distinct_keys']} distinct session keys, every session with exactly its two: "
@@ -574,19 +673,22 @@ def main():
         f"- Sessions that saw another's runs or missed their own: {len(result['problems'])}"
         + (f" ({'; '.join(result['problems'][:3])})" if result["problems"] else "") + ".",
         f"- A click on the sidebar (Train to Runs or back): the students' {len(clicks)} clicks, {len(busy)} of them "
-        f"while some run was queued or training, and the instructor's {len(result['instructor_clicks'])}, "
-        f"{len(teacher_busy)} of them while runs trained. \"Server\": from the click's request reaching the server to "
-        f"the new page's title leaving it, on the wire (bench/wire_clock.py, a pass-through proxy at the server's "
-        f"priority). \"Shown\": from the click to the title on screen in Chromium. The students' pages share the "
-        f"server's two cores with its workers, below the server's priority (niceness {WORKER_NICENESS}, for their "
-        f"whole autogroup); in class each browser has a laptop of its own, so their \"shown\" measures this machine. "
-        f"The instructor's page (a Chromium of its own at the server's priority, as a projector's browser on the "
-        f"server's machine, driven from a thread of its own) has the instructor's token, so its Runs page lists "
-        f"every run of the class; it clicks Runs and Train in turn, {INSTRUCTOR_PAUSE_S:g} s apart, for the whole "
-        f"class. Unanswered within {CLICK_TIMEOUT_S} s: {lost} of the students'"
+        f"while some run was queued or training, and the instructor's {len(teacher)}, {len(teacher_busy)} of them "
+        f"while runs trained. \"Server\": from the click's request reaching the server to the new page's title "
+        f"leaving it, on the wire (bench/wire_clock.py, a pass-through proxy at the server's priority). \"Shown\": "
+        f"from the click to the title on screen in Chromium. The instructor's page (a Chromium of its own at the "
+        f"server's priority, as a projector's browser on the server's machine, driven from a thread of its own) has "
+        f"the instructor's token, so its Runs page lists every run of the class; it clicks Runs and Train in turn, "
+        f"{INSTRUCTOR_PAUSE_S:g} s apart, for the whole class. Unanswered within {CLICK_TIMEOUT_S} s: {lost} of the "
+        f"students'"
         + (f" ({'; '.join(sorted({click['unanswered'] for click in clicks if 'unanswered' in click}))})" if lost else "")
         + f", {teacher_lost} of the instructor's; server part not seen on the wire: {unmeasured}. Start clicked again "
         f"(lost click): {result['start_retries']}.",
+        f"- The load the pages put on the server while a wave trained (page runs and fragment reruns asked for, "
+        f"from the wave's first Start to its last run's end): {student_rate:.2f} per second per student's page, "
+        f"{teacher_rate:.2f} from the instructor's page. A Train page that keeps up asks for "
+        f"{KEEPING_UP_REQUESTS_PER_S:.2f} per second while its runs train (its panel every {REFRESH_SECONDS:g} s, its "
+        f"curves every {CHART_REFRESH_SECONDS:g} s), besides its clicks.",
         "",
         "| clicks | n | shown: median | shown: p95 | shown: slowest | server: median | server: p95 | server: slowest |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -594,8 +696,7 @@ def main():
           f"**{summary[which + '_shown']['p95_s']:.2f}** | {summary[which + '_shown']['max_s']:.2f} | "
           f"{summary[which + '_server']['p50_s']:.2f} | **{summary[which + '_server']['p95_s']:.2f}** | "
           f"{summary[which + '_server']['max_s']:.2f} |"
-          for name, which in (("everyone (students and the instructor), while runs train", "everyone_while_training"),
-                              ("students, while runs train", "while_training"),
+          for name, which in (("students, while runs train", "while_training"),
                               ("students, all (also once a wave's runs ended)", "all"),
                               ("the instructor's page, while runs train", "instructor_while_training"))),
         "",
@@ -603,26 +704,25 @@ def main():
         f"- CPU during the class: the server's own process {result['cpu']['own_cpu_s']:.0f} s, its fork server "
         f"and workers {result['cpu']['descendants_cpu_s']:.0f} s, Chromium and Playwright on the same two cores "
         f"{result['browser_cpu_s']:.0f} s (the students' Chromium {result['students_browser_cpu_s']:.0f} s of it; "
-        f"the rest is the instructor's Chromium, Playwright's driver and this script), the wire clock "
-        f"{result['clock_cpu_s']:.0f} s. The server's threads waited, runnable, {result['server_waited_for_a_core_s']:.1f} s "
-        f"in all for a core (/proc schedstat).",
-        "- Autogroup scheduling (the CPU shared between sessions first, niceness counting only inside one): "
-        + (f"on. Chromium started by Playwright runs in a session of its own and, as root, raises its display "
-           f"threads to niceness -8, so the students' Chromium was held below the server by its autogroup's niceness, "
-           f"{WORKER_NICENESS} ({result['students_autogroups_niced']} autogroup, /proc/PID/autogroup). The server and its "
-           f"workers share one autogroup, in which the server comes first."
-           if result["autogroups"] else "off: plain niceness applies."),
+        f"the rest is the instructor's Chromium, Playwright's drivers and this script), the wire clock "
+        f"{result['clock_cpu_s']:.0f} s. The server's threads waited, runnable, "
+        f"{result['server_waited_for_a_core_s']:.1f} s in all for a core (/proc schedstat, each thread sampled every "
+        f"0.25 s).",
+        f"- Priorities: {priority}",
         "",
-        "| wave | sessions | seconds | Start to both runs done (slowest) | clicks (while training) | shown p95 (s) | "
-        "server p95 (s) | load after |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| wave | sessions | seconds | Start to both runs done (slowest) | students' clicks (while training) | "
+        "requests per s per student's page | shown p95 (s) | server p95 (s) | load after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(f"| {index + 1} | {wave['sessions']} | {wave['seconds']:.0f} | {wave['click_to_both_runs_done_s']:.0f} s | "
-          f"{wave['clicks']} ({wave['clicks_while_training']}) | {wave['shown_p95_s']:.2f} | "
-          f"{wave['server_p95_s']:.2f} | {wave['load_after']:.2f} |"
-          for index, wave in enumerate(result["waves"])),
+          f"{wave['clicks']} ({wave['clicks_while_training']}) | {wave['student_requests_per_s']:.2f} | "
+          f"{wave['shown_p95_s']:.2f} | {wave['server_p95_s']:.2f} | {wave['load_after']:.2f} |"
+          for index, wave in enumerate(waves)),
     ]
     # Waves of another size are another measurement: recorded beside the default, not over it.
-    common.record("classroom" if args.wave == 5 else f"classroom-wave{args.wave}", resolve_device("cpu"), payload, lines)
+    name = "classroom" if args.wave == 5 else f"classroom-wave{args.wave}"
+    if args.students_niceness != STUDENTS_NICENESS:
+        name += f"-students-nice{args.students_niceness}"
+    common.record(name, resolve_device("cpu"), payload, lines)
     if not all(checks.values()):
         sys.exit(1)
 

@@ -7,7 +7,7 @@ the server's door and when the page's title left it.
 
 Every byte is passed on unchanged at once; a copy of each websocket stream is parsed into frames and
 decoded as Streamlit's protobuf messages: from the browser, a BackMsg asking for a script run (the
-page it asks for; fragment reruns are left out), from the server, a ForwardMsg that draws an h1
+page it asks for) or a fragment's rerun (its id: the page's own polling), from the server, a ForwardMsg that draws an h1
 heading (its text). The times are time.monotonic() (CLOCK_MONOTONIC, the same in every process) taken
 in this process, which runs at the server's priority: what lies between a "rerun" and its "title" is
 the server's work and its wait for a core, not the browser's (whose pages may share the machine).
@@ -85,18 +85,21 @@ def _one_frame(data: bytearray) -> tuple[bytes | None, int]:
     return payload, at + length
 
 
-def _rerun_asked(payload: bytes) -> str | None:
-    """The page a browser's BackMsg asks to run (None: not a page's script run, e.g. a fragment's)."""
+def _rerun_asked(payload: bytes) -> tuple[str, str] | None:
+    """What a browser's BackMsg asks the server to run: ("rerun", the page) for a page's script run,
+    ("fragment", its id) for a fragment's; None for any other message."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
 
     try:
         message = BackMsg.FromString(payload)
     except Exception:  # noqa: BLE001 - not a BackMsg: nothing to time
         return None
-    if message.WhichOneof("type") != "rerun_script" or message.rerun_script.fragment_id:
+    if message.WhichOneof("type") != "rerun_script":
         return None
+    if message.rerun_script.fragment_id:
+        return "fragment", message.rerun_script.fragment_id
     # A sidebar click asks by the page's script hash; its name is given only on a first load.
-    return message.rerun_script.page_name or message.rerun_script.page_script_hash
+    return "rerun", message.rerun_script.page_name or message.rerun_script.page_script_hash
 
 
 def _title_drawn(payload: bytes) -> str | None:
@@ -142,9 +145,9 @@ def _serve(upstream_port: int, count: int) -> None:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
 
         def from_browser(now: float, payload: bytes, compressed: bool) -> None:
-            page = None if compressed else _rerun_asked(payload)
-            if page is not None:
-                emit(listen_port, now, "rerun", page)
+            asked = None if compressed else _rerun_asked(payload)
+            if asked is not None:
+                emit(listen_port, now, *asked)
 
         def from_server(now: float, payload: bytes, compressed: bool) -> None:
             title = None if compressed else _title_drawn(payload)
@@ -204,6 +207,11 @@ class WireClock:
             if drawn is not None or time.monotonic() > deadline:
                 return drawn - asked if drawn is not None else float("nan")
             time.sleep(0.05)
+
+    def requests(self, port: int, start: float, end: float) -> int:
+        """How many script runs and fragment reruns the browser on ``port`` asked for between two
+        time.monotonic() readings: the load its page put on the server."""
+        return sum(kind in ("rerun", "fragment") and start <= t < end for t, kind, _ in self.events(port))
 
     def close(self) -> None:
         self._process.kill()

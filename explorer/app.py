@@ -16,12 +16,14 @@ import streamlit as st  # noqa: E402
 
 from explorer.ui.jobs import warm_workers  # noqa: E402
 from explorer.ui.navigation import app_pages  # noqa: E402
+from explorer.ui.rerun_requests import keep_the_page_a_click_asked_for  # noqa: E402
 from explorer.ui.sidebar import render_sidebar  # noqa: E402
 from explorer.ui.warmup import start_background_warmup  # noqa: E402
 
 # The favicon is a file of ours, served by this server: a Material icon there would make every
 # browser ask an internet font server for it (offline it fails, and it tells that server who opened the app).
 st.set_page_config(page_title="ResNet Explorer", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
+keep_the_page_a_click_asked_for()  # before any session's second request is folded
 start_background_warmup()
 warm_workers()
 navigation = st.navigation(list(app_pages().values()))

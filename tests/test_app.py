@@ -128,3 +128,38 @@ def _in_a_fresh_python(script: str) -> str:
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def test_a_live_panels_timer_does_not_undo_a_click_on_another_page():
+    """A sidebar click (a full rerun of the page asked for) and then, before the busy server starts
+    it, a live panel's timer on the page being left (a fragment rerun naming that page): the two
+    are folded into one full rerun, of the page the click asked for."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests, ScriptRequestType
+
+    from explorer.ui.rerun_requests import keep_the_page_a_click_asked_for
+
+    assert keep_the_page_a_click_asked_for()
+    requests = ScriptRequests()
+    assert requests._state == ScriptRequestType.CONTINUE  # a script run is under way: requests are folded
+    assert requests.request_rerun(RerunData(page_script_hash="runs-page", page_name="runs", query_string="a=1"))
+    assert requests.request_rerun(RerunData(page_script_hash="train-page", page_name="train",
+                                            fragment_id="live-panel", is_auto_rerun=True))
+    folded = requests.on_scriptrunner_yield().rerun_data
+    assert (folded.page_script_hash, folded.page_name, folded.query_string) == ("runs-page", "runs", "a=1")
+    assert folded.fragment_id_queue == []  # still a full rerun: it draws the panel's fragment too
+
+    # The other way round, the click comes last and its page was always kept.
+    requests = ScriptRequests()
+    requests.request_rerun(RerunData(page_script_hash="train-page", fragment_id="live-panel", is_auto_rerun=True))
+    requests.request_rerun(RerunData(page_script_hash="runs-page", page_name="runs"))
+    assert requests.on_scriptrunner_yield().rerun_data.page_script_hash == "runs-page"
+
+
+def test_the_app_installs_the_fix_for_folded_requests():
+    printed = _in_a_fresh_python(
+        "from streamlit.testing.v1 import AppTest\n"
+        "from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests\n"
+        "before = getattr(ScriptRequests._request_rerun_locked, 'keeps_the_page', False)\n"
+        "AppTest.from_file('explorer/app.py', default_timeout=120).run()\n"
+        "print(before, getattr(ScriptRequests._request_rerun_locked, 'keeps_the_page', False))\n")
+    assert printed.split() == ["False", "True"]

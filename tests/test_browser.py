@@ -492,7 +492,8 @@ def test_two_students_each_see_only_their_own_runs(student_server, browser):
         listed = _listed_run_ids(page)
         assert sorted(listed) == sorted(_tags(own)), f"student {number} sees {listed}, owns {sorted(own)}"
         assert not set(listed) & set(_tags(other))
-        assert page.get_by_text("student", exact=True).count() == 0  # the "whose" of another's run
+        whose = page.locator("[data-testid='stDataFrame'] table[role='grid'] td[aria-colindex='2']").all_inner_texts()
+        assert whose and set(whose) == {"yours"}, f"student {number}'s table says whose: {whose}"
         page.locator(".js-plotly-plot").first.wait_for()  # drawn, for the screenshot
         assert_no_error(page, f"student-{number}-runs")
         shots.append(Image.open(SCREENSHOTS / f"student-{number}-runs.png"))
