@@ -171,8 +171,10 @@ class Student:
         sent = [event for event in events if event[1] == "title" and event[2] == title]
         if not asked:
             return "the request never reached the server (the browser did not send it)"
-        if not sent:
-            return f"the server got the request at +{asked[0][0]} s and sent no {title!r} title"
+        if not sent:  # which page each request named (a script hash, or a name on a first load), and what it sent
+            titles = sorted({event[2] for event in events if event[1] == "title"})
+            return (f"the server got requests for {[event[2] for event in asked][:3]} from +{asked[0][0]} s and sent "
+                    f"no {title!r} title (titles sent: {titles})")
         return f"the server got it at +{asked[0][0]} s and sent the title at +{sent[0][0]} s; the page did not draw it"
 
     def listed_run_ids(self) -> list[str]:
