@@ -160,7 +160,9 @@ def training_curves_figure(runs, key: str = "error", title: str = "") -> go.Figu
                 continue
             scale = 100 if key == "error" else 1
             figure.add_trace(go.Scatter(
-                x=steps, y=[value * scale for value in values], mode="lines", name=f"{records.label} {split}",
+                # A single record (a run's first test, or its first logging interval) has no line to draw: a dot.
+                x=steps, y=[value * scale for value in values], mode="lines" if len(steps) > 1 else "markers",
+                name=f"{records.label} {split}", marker=dict(color=_colour(index), size=7),
                 legendgroup=records.label, line=dict(color=_colour(index), dash=dash, width=2 if split == "test" else 1.5),
             ))
     figure.update_xaxes(title="step")

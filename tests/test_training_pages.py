@@ -219,6 +219,7 @@ def test_curves_are_drawn_as_the_paper_draws_them():
     assert train.line.dash == "dash" and test.line.dash == "solid" and train.line.color == test.line.color
     assert list(train.x) == [5, 10] and list(train.y) == pytest.approx([80, 60])
     assert list(test.x) == [10] and list(test.y) == pytest.approx([70])  # the record without "error" is skipped
+    assert train.mode == "lines" and test.mode == "markers"  # a single point is a dot, not an invisible line
 
 
 def test_long_curves_keep_their_band_in_few_points():
