@@ -146,9 +146,11 @@ class Student:
         try:
             link.click(timeout=CLICK_TIMEOUT_S * 1000)
             self.page.get_by_role("heading", name=title, exact=True).wait_for(timeout=CLICK_TIMEOUT_S * 1000)
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: a link never there, or a click never answered
+        except Exception as error:  # noqa: BLE001 - playwright's: a link never there, a click never answered, ...
+            failed_after = time.monotonic() - started
             return {"shown": math.inf, "server": self.clock.answer(self.port, started, title, wait=0),
-                    "unanswered": self._what_the_wire_saw(started, title)}
+                    "unanswered": self._what_the_wire_saw(started, title),
+                    "error": f"after {failed_after:.1f} s: {type(error).__name__}: {str(error).splitlines()[0][:200]}"}
         shown = time.monotonic() - started
         return {"shown": shown, "server": self.clock.answer(self.port, started, title)}
 
