@@ -65,7 +65,7 @@ from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server
 from wire_clock import WireClock
 
 from explorer.train.worker import WORKER_NICENESS
-from explorer.ui.live import CHART_REFRESH_SECONDS, REFRESH_SECONDS
+from explorer.ui.live import ACTIVE, CHART_REFRESH_SECONDS, REFRESH_SECONDS
 
 COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
 PAIR = {"Training images": "100"}  # and the steps: --steps
@@ -253,6 +253,7 @@ class BrowserNiceness:
         self.pid_file, self.niceness, self.every = pid_file, niceness, every
         self.groups: set[str] = set()  # autogroups set, by name
         self.refused: str | None = None  # why the system refused, if it did
+        self.own_group = (autogroup(os.getpid()) or "").split(" ")[0]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -276,11 +277,10 @@ class BrowserNiceness:
                 self._set(pid)
 
     def _set(self, pid: int) -> None:
-        own = (autogroup(os.getpid()) or "").split(" ")[0]
         try:
             group = Path(f"/proc/{pid}/autogroup")
             name, _, nice = group.read_text().split()  # "/autogroup-907 nice 0"
-            if name == own:
+            if name == self.own_group:
                 return  # this script's session: not the browser's to change
             if int(nice) != self.niceness:
                 group.write_text(str(self.niceness))
@@ -353,7 +353,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def all_done(runs_dir: Path, count: int) -> bool:
     states = run_states(runs_dir)
-    return len(states) >= count and all(s.get("state") not in (None, "queued", "running", "paused")
+    return len(states) >= count and all(s.get("state") not in (None, *ACTIVE)
                                         for s in states.values())
 
 
@@ -367,7 +367,6 @@ def side_by_side(first: Path, second: Path, out: Path) -> None:
     both.save(out)
 
 
-ACTIVE = ("queued", "running", "paused")
 INSTRUCTOR_PAUSE_S = 1.0  # between the instructor page's clicks
 
 

@@ -153,7 +153,7 @@ class RayBackend:
             threads = max(1, min(threads, int(max((node.get("CPU", 0) for node in nodes if node.get("GPU", 0)),
                                                   default=threads))))
         if not any(node.get("CPU", 0) >= threads and node.get("GPU", 0) >= gpus for node in nodes):
-            want = f"{threads} CPU{'s' if threads != 1 else ''}" + (" and a GPU" if gpus else "")
+            want = _count(threads, "CPU") + (" and a GPU" if gpus else "")
             raise ValueError(f"no node of the Ray cluster has {want} for this run; add such a node, or train on "
                              f"{'the CPU' if gpus else 'fewer threads'}")
         return {"num_cpus": threads, "num_gpus": gpus}

@@ -27,9 +27,11 @@ def _shared_manager() -> JobManager:
 
 
 @st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def warm_workers() -> None:
     """Start the worker processes' fork server in the background when the server starts, so that
-    the first run starts at once (it imports torch: seconds)."""
+    the first run starts at once (it imports torch: seconds). Once per server, not per script run
+    (a fork server that died later is started again by the next run's start)."""
     if (os.environ.get(BACKEND_ENV) or "local") == "local":
         threading.Thread(target=LocalBackend().warm, name="warm-workers", daemon=True).start()
 
