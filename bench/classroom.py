@@ -65,6 +65,7 @@ from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server
 from wire_clock import WireClock
 
 from explorer.train.worker import WORKER_NICENESS
+from explorer.ui.failures import UNFORESEEN
 from explorer.ui.live import ACTIVE, CHART_REFRESH_SECONDS, REFRESH_SECONDS
 
 COOKIE = "resnet_explorer_session"  # explorer/ui/session.py
@@ -140,6 +141,7 @@ class Student:
         """Click the sidebar link to ``title``. Seconds until the page shows that title (inf if never),
         and from the click's request reaching the server to the title leaving it (the wire clock)."""
         link = self.page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True)
+        left_showing = self.failures_shown()  # what the page being left showed while it stood (its fragments too)
         started = time.monotonic()
         if DUMP_SLOW:
             threading.Thread(target=self._dump_if_slow, args=(started, title), daemon=True).start()
@@ -149,10 +151,17 @@ class Student:
         except Exception as error:  # noqa: BLE001 - playwright's: a link never there, a click never answered, ...
             failed_after = time.monotonic() - started
             return {"shown": math.inf, "server": self.clock.answer(self.port, started, title, wait=0),
-                    "unanswered": self._what_the_wire_saw(started, title),
+                    "unanswered": self._what_the_wire_saw(started, title), "failures_shown": left_showing
+                    + self.failures_shown(),
                     "error": f"after {failed_after:.1f} s: {type(error).__name__}: {str(error).splitlines()[0][:200]}"}
         shown = time.monotonic() - started
-        return {"shown": shown, "server": self.clock.answer(self.port, started, title)}
+        return {"shown": shown, "server": self.clock.answer(self.port, started, title),
+                "failures_shown": left_showing + self.failures_shown()}
+
+    def failures_shown(self) -> int:
+        """Exception elements (Streamlit's red box) and the app's own failure messages on the page now."""
+        return (self.page.locator("[data-testid='stException']").count()
+                + self.page.get_by_text(UNFORESEEN).count())
 
     def _dump_if_slow(self, started: float, title: str) -> None:
         """With --dump-slow: where the server's threads are when a click's request has waited 1.5 s
@@ -600,6 +609,7 @@ def main():
     lost = sum(math.isinf(click["shown"]) for click in clicks)
     teacher_lost = sum(math.isinf(click["shown"]) for click in teacher)
     unmeasured = sum(math.isnan(click["server"]) for click in clicks + teacher)
+    failures_on_screen = sum(click.get("failures_shown", 0) for click in clicks + teacher)
 
     def stats(chosen: list[dict], key: str) -> dict:
         values = [click[key] for click in chosen]
@@ -614,6 +624,9 @@ def main():
     teacher_rate = sum(wave["instructor_requests_per_s"] for wave in waves) / len(waves)
     enough = len(busy) >= args.sessions  # a click per student while runs train, at least
     checks = {
+        "no page showed an exception or a failure message (students' and instructor's, each page as it was left "
+        "and as it was shown)": failures_on_screen == 0,
+        f"every click showed the page it asked for (within {CLICK_TIMEOUT_S} s)": lost == 0 and teacher_lost == 0,
         "every run completed": result["runs"] == 2 * args.sessions and result["completed"] == result["runs"],
         "no session saw another's runs": not result["problems"] and result["every_session_two_runs"],
         f"a student's click while runs train is answered by the server within 1 s at the 95th percentile "
@@ -629,7 +642,8 @@ def main():
     from explorer.device import resolve_device
 
     payload = {"sessions": args.sessions, "wave": args.wave, "steps": args.steps, "load_before": load,
-               "click_summary": summary, "clicks_unanswered": lost, "checks": checks,
+               "click_summary": summary, "clicks_unanswered": lost, "instructor_clicks_unanswered": teacher_lost,
+               "failures_on_screen": failures_on_screen, "checks": checks,
                "students_shown_p95_s_this_machine": students_shown_p95,
                "instructor_shown_p95_s_this_machine": teacher_shown_p95, "student_requests_per_s": student_rate,
                "keeping_up_requests_per_s": KEEPING_UP_REQUESTS_PER_S, "instructor_requests_per_s": teacher_rate,
@@ -686,7 +700,8 @@ def main():
         f"students'"
         + (f" ({'; '.join(sorted({click['unanswered'] for click in clicks if 'unanswered' in click}))})" if lost else "")
         + f", {teacher_lost} of the instructor's; server part not seen on the wire: {unmeasured}. Start clicked again "
-        f"(lost click): {result['start_retries']}.",
+        f"(lost click): {result['start_retries']}. Exception elements (Streamlit's red box) or the app's failure "
+        f"message on a page, counted on each page as it was left and as it was shown: {failures_on_screen}.",
         f"- The load the pages put on the server while a wave trained (page runs and fragment reruns asked for, "
         f"from the wave's first Start to its last run's end): {student_rate:.2f} per second per student's page, "
         f"{teacher_rate:.2f} from the instructor's page. A Train page that keeps up asks for "

@@ -1,6 +1,5 @@
 """Every page under Streamlit's AppTest: it renders without exception and reacts to its widgets."""
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
@@ -163,3 +162,74 @@ def test_the_app_installs_the_fix_for_folded_requests():
         "AppTest.from_file('explorer/app.py', default_timeout=120).run()\n"
         "print(before, getattr(ScriptRequests._request_rerun_locked, 'keeps_the_page', False))\n")
     assert printed.split() == ["False", "True"]
+
+
+class _Records:
+    """The log records of the app's failure logger while a test runs (Streamlit's loggers do not
+    propagate to the root, so pytest's caplog does not see them)."""
+
+    def __init__(self):
+        import logging
+
+        self.records: list = []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append
+
+    def __enter__(self):
+        from explorer.ui.failures import LOG
+
+        LOG.addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc):
+        from explorer.ui.failures import LOG
+
+        LOG.removeHandler(self.handler)
+
+
+def test_an_unforeseen_failure_shows_the_apps_message_and_logs_the_traceback(monkeypatch):
+    """Not Streamlit's redacted red box: what failed, what to do, and a reference to the server's log."""
+    import explorer.analysis.concepts as concepts
+
+    def broken():
+        raise RuntimeError("/srv/secret/path was not there")
+
+    monkeypatch.setattr(concepts, "residual_block_dot", broken)  # the Home page draws Fig. 2 with it
+    with _Records() as records:
+        app = AppTest.from_file(APP, default_timeout=180).run()
+    assert not app.exception
+    assert app.title[0].value == "ResNet Explorer"  # what the page drew before the failure stays
+    message = app.error[0].value
+    assert message.startswith("The Home page failed") and "RuntimeError" in message and "Reload the page" in message
+    assert "/srv/secret" not in message  # the message is the log's, not the screen's
+    reference = message.rsplit("reference ", 1)[1].rstrip(".")
+    logged = [record for record in records if reference in record.getMessage()]
+    assert logged and logged[0].exc_info[0] is RuntimeError
+
+
+def _fragment_that_fails():
+    import streamlit as st
+
+    from explorer.ui.failures import failures_shown, shows_failures
+
+    @shows_failures("The live panel")
+    def panel():
+        st.write("panel drawn")
+        raise KeyError("gone")
+
+    st.fragment(panel)()
+    st.write("after the panel")
+    with failures_shown("A block that stops"):
+        st.stop()  # Streamlit's control flow is not a failure
+    st.write("never drawn")
+
+
+def test_a_failing_fragment_shows_the_message_and_the_page_goes_on():
+    with _Records() as records:
+        app = AppTest.from_function(_fragment_that_fails, default_timeout=60).run()
+    assert not app.exception
+    assert [error.value.split(":")[0] for error in app.error] == ["The live panel failed"]
+    assert "KeyError" in app.error[0].value
+    shown = [markdown.value for markdown in app.markdown]
+    assert "panel drawn" in shown and "after the panel" in shown and "never drawn" not in shown
+    assert len(records) == 1

@@ -4,19 +4,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.live_server import streamlit_server
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -31,55 +28,9 @@ if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def _streamlit(extra_env: dict | None = None):
-    """`streamlit run explorer/app.py` on a free port of 127.0.0.1; yields (url, its process)."""
-    port = _free_port()
-    log = tempfile.TemporaryFile("w+")  # not a pipe: a server whose pipe nobody reads stalls once it is full
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        # Pretrained weights come from a port where nothing listens: offline, whatever the machine.
-        env={**os.environ, "RESNET_EXPLORER_WEIGHTS_URL": "http://127.0.0.1:9",
-             "TORCH_HOME": str(ROOT / "test-artifacts" / "torch-home"), **(extra_env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            log.seek(0)
-            pytest.fail(f"streamlit did not start:\n{log.read()}")
-        time.sleep(0.5)
-    try:
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        with suppress(ProcessLookupError):  # a worker or fork server of this server's that outlived it
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def server():
-    with _streamlit() as (url, _):
+    with streamlit_server() as (url, _):
         yield url
 
 
@@ -354,7 +305,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 def student_server(tmp_path_factory):
     """A server that treats this machine as a student (every browser here is one), its runs apart."""
     runs = tmp_path_factory.mktemp("student-runs")
-    with _streamlit({"RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR": "0", "RESNET_EXPLORER_RUNS": str(runs)}) as (url, process):
+    with streamlit_server({"RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR": "0", "RESNET_EXPLORER_RUNS": str(runs)}) as (url, process):
         yield SimpleNamespace(url=url, pid=process.pid, runs=runs)
 
 

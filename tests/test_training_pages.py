@@ -7,7 +7,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.analysis.runs import RunRecords, curve, gradient_summary, read_run
+from explorer.analysis.runs import RunRecords, curve, gradient_summary
 from explorer.cli import main
 from explorer.figures import (
     gradient_depth_figure,
@@ -19,7 +19,7 @@ from explorer.figures import (
 from explorer.measurements import latest
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
 from explorer.train.presets import CLAIMS, MEASURED_ON_CPU, PRESETS
-from explorer.train.store import DEFAULT_RUNS_DIR, Run, list_runs
+from explorer.train.store import DEFAULT_RUNS_DIR, Run
 from explorer.train.trainer import train
 from tests.conftest import ROOT
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from explorer.analysis.runs import RunRecords
 from explorer.analysis.tasks import Task, TaskBoard
+from explorer.ui.failures import shows_failures
 from explorer.ui.jobs import job_manager, latest_group, pick_runs
 
 POLL_SECONDS = 1.0
@@ -58,6 +59,7 @@ def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str,
     return [task for task in tasks if task.state == "done"]
 
 
+@shows_failures("The analysis' progress")
 def _progress(tasks: list[Task]) -> None:
     for task in tasks:
         progress = task.progress

@@ -7,6 +7,7 @@ import streamlit as st
 from explorer.analysis.runs import augmentation_note, read_run, run_label
 from explorer.figures import training_curves_figure
 from explorer.train.store import Run
+from explorer.ui.failures import shows_failures
 from explorer.ui.jobs import describe_state, job_manager
 from explorer.ui.session import viewer
 
@@ -79,6 +80,7 @@ def live_panel(run_dirs: list[str], curves: bool = True) -> None:
         st.fragment(_curves, run_every=CHART_REFRESH_SECONDS if active else None)(run_dirs)
 
 
+@shows_failures("The runs' progress")
 def _panel(run_dirs: list[str], was_active: bool) -> None:
     runs = [Run(run_dir) for run_dir in run_dirs]
     present = [run for run in runs if run.exists()]
@@ -93,6 +95,7 @@ def _panel(run_dirs: list[str], was_active: bool) -> None:
         st.rerun()  # all done, or one resumed elsewhere: a full rerun sets how often the panels poll
 
 
+@shows_failures("The training curves")
 def _curves(run_dirs: list[str]) -> None:
     present = [Run(run_dir) for run_dir in run_dirs if Run(run_dir).exists()]
     # One chart at a time (a hidden tab's chart would be sent and drawn on every redraw too).

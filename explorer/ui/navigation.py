@@ -34,20 +34,23 @@ PAGE_TABLE = {
 }
 
 
-@st.cache_resource
-def _pages() -> dict:
-    # One st.Page per file for the life of the server, so that links compare equal across reruns.
-    return {
-        key: st.Page(PAGES_DIR / file, title=title, icon=icon, default=(key == "home"))
-        for key, (file, title, icon, _) in PAGE_TABLE.items()
-    }
+def _page(key: str) -> st.Page:
+    file, title, icon, _ = PAGE_TABLE[key]
+    return st.Page(PAGES_DIR / file, title=title, icon=icon, default=(key == "home"))
 
 
 def app_pages() -> dict:
-    return _pages()
+    """New st.Page objects, for this script run alone.
+
+    Never cached for the server: a page object holds per-run state (st.navigation marks the page it
+    returns as callable, and .run() clears the mark), so two sessions whose script runs overlap on
+    one shared object take the mark from each other, and one of them fails with "This page cannot be
+    called directly" (1 switch in 90 in a class of 6). Links need no shared object either: Streamlit
+    finds a page by its script hash, which comes from its address (the file's name)."""
+    return {key: _page(key) for key in PAGE_TABLE}
 
 
 def page_link(key: str) -> None:
     """A link to a page with the sentence that says what it is for."""
     _, title, icon, summary = PAGE_TABLE[key]
-    st.page_link(app_pages()[key], label=f"**{title}**: {summary}", icon=icon)
+    st.page_link(_page(key), label=f"**{title}**: {summary}", icon=icon)

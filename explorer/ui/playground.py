@@ -23,6 +23,7 @@ from explorer.playground import (
     settings_to_query,
     summarise,
 )
+from explorer.ui.failures import shows_failures
 from explorer.ui.feedback import explain_errors
 
 # How often a running panel is redrawn from the worker's newest snapshot. Each redraw sends two
@@ -209,6 +210,7 @@ def live_panel() -> None:
     st.fragment(_panel, run_every=POLL_SECONDS if polling else None)()
 
 
+@shows_failures("The playground's nets")
 def _panel() -> None:
     state = st.session_state
     if "pg_live" not in state:  # Reset, clicked in this fragment: new nets from the same settings
