@@ -265,7 +265,7 @@ def command_gradcam(args: argparse.Namespace) -> int:
         raise ValueError("give either --run DIR or --model NAME (with --weights PATH for your own weights)")
     image, notes = load_image_with_notes(args.image)
     if args.run_dir:
-        classifier = run_classifier(args.run_dir)
+        classifier = run_classifier(_run_dirs(args, [args.run_dir])[0])
     elif args.weights:
         classifier = state_dict_classifier(args.model, args.weights)
     elif resolve(args.model).family == "imagenet":
@@ -322,21 +322,67 @@ def _evaluations_progress(what: str):
     return report
 
 
-def command_lesion(args: argparse.Namespace) -> int:
-    """Delete blocks of trained runs at test time (Veit et al., 2016) and print the errors."""
-    from explorer.analysis.lesion import lesion_study
+def _run_dirs(args: argparse.Namespace, given: list[str]) -> list[str]:
+    """The run folders as given, with each ``pretrained:cifar-resnet{D}`` made into one on --dataset."""
+    from explorer.train.pretrained import resolve_run_dir
 
+    show = sys.stderr.isatty() and not getattr(args, "json", False)
+    return [resolve_run_dir(text, args.dataset, data_dir=args.data_dir,
+                            progress=_bytes_progress(f"{text} weights") if show else None) for text in given]
+
+
+def _add_test_set_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default=None, metavar="D",
+                        help="for pretrained:cifar-resnet{D} nets: cifar10 (the default, downloaded on first use) or "
+                             "folder:DIR (CIFAR-10 images as files, train/ and test/ with its ten classes); a run "
+                             "folder is evaluated on its own test set")
+    parser.add_argument("--data-dir", default=None, metavar="DIR", help="folder holding the downloaded CIFAR-10")
+
+
+def _for_each_run(args: argparse.Namespace, what: str, compute) -> list[dict] | None:
+    """``compute(given, run_dir, progress)`` for each run given (``pretrained:...`` made into a run
+    folder), with a progress line on a terminal. With --json, prints the list as the last line and
+    returns None."""
     show = sys.stderr.isatty() and not args.json
-
     results = []
-    for run_dir in args.run_dirs:
-        results.append(lesion_study(run_dir, blocks=args.blocks, images=args.images, draws=args.draws,
-                                    seed=args.seed, device=args.device,
-                                    progress=_evaluations_progress(f"lesion study of {run_dir}") if show else None))
+    for given, run_dir in zip(args.run_dirs, _run_dirs(args, args.run_dirs)):
+        results.append(compute(given, run_dir, _evaluations_progress(f"{what} {given}") if show else None))
         if show:
             sys.stderr.write("\n")
     if args.json:
         print(json.dumps(results, allow_nan=False))
+        return None
+    return results
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Each net's test error (Table 6, live): runs trained here and pretrained:cifar-resnet{D}."""
+    from explorer.analysis.evaluate import evaluate_run
+
+    def evaluate(given: str, run_dir: str, progress) -> dict:
+        return {**evaluate_run(run_dir, images=args.images, device=args.device, progress=progress), "run": given}
+
+    results = _for_each_run(args, "evaluating", evaluate)
+    if results is None:
+        return 0
+    for result in results:
+        published = ""
+        if result.get("published_error") is not None:
+            published = (f"; published {result['published_error']:.2%}, paper's Table 6 "
+                         f"{result['paper_error']:.2%}")
+        print(f"{result['run']} ({result['model']}): test error {result['error']:.2%} on {result['images']:,} "
+              f"images in {result['seconds']:.1f} s{published}")
+    return 0
+
+
+def command_lesion(args: argparse.Namespace) -> int:
+    """Delete blocks of trained runs at test time (Veit et al., 2016) and print the errors."""
+    from explorer.analysis.lesion import lesion_study
+
+    results = _for_each_run(args, "lesion study of", lambda _, run_dir, progress: lesion_study(
+        run_dir, blocks=args.blocks, images=args.images, draws=args.draws, seed=args.seed, device=args.device,
+        progress=progress))
+    if results is None:
         return 0
     for result in results:
         print(f"{result['label']}: weights {result['weights']}, {result['images']:,} test images, "
@@ -358,18 +404,10 @@ def command_landscape(args: argparse.Namespace) -> int:
     """The test loss of trained runs along filter-normalised random directions (Li et al., 2018)."""
     from explorer.analysis.landscape import loss_landscape
 
-    show = sys.stderr.isatty() and not args.json
-
-    results = []
-    for run_dir in args.run_dirs:
-        results.append(loss_landscape(run_dir, points=args.points, span=args.span, images=args.images,
-                                      dims=args.dims, seed=args.seed, device=args.device,
-                                      max_seconds=args.max_seconds if args.max_seconds > 0 else None,
-                                      progress=_evaluations_progress(f"loss landscape of {run_dir}") if show else None))
-        if show:
-            sys.stderr.write("\n")
-    if args.json:
-        print(json.dumps(results, allow_nan=False))
+    results = _for_each_run(args, "loss landscape of", lambda _, run_dir, progress: loss_landscape(
+        run_dir, points=args.points, span=args.span, images=args.images, dims=args.dims, seed=args.seed,
+        device=args.device, max_seconds=args.max_seconds if args.max_seconds > 0 else None, progress=progress))
+    if results is None:
         return 0
 
     def cell(value):
@@ -449,7 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gradcam = commands.add_parser("gradcam", help="Grad-CAM heatmap of an image for a pretrained model or a run")
     gradcam.add_argument("--image", required=True, help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF")
-    gradcam.add_argument("--run", metavar="DIR", dest="run_dir", help="a run trained in the app or with `train`")
+    gradcam.add_argument("--run", metavar="DIR", dest="run_dir",
+                         help="a run trained in the app or with `train`, or pretrained:cifar-resnet{20,32,44,56,110,1202} "
+                              "(the published converged CIFAR-10 nets)")
     gradcam.add_argument("--model", metavar="NAME", help="resnet18..resnet152 (torchvision's ImageNet weights) or "
                                                          "any model name with --weights")
     gradcam.add_argument("--weights", metavar="PATH", help="a state_dict file (loaded with weights_only=True)")
@@ -459,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradcam.add_argument("--opacity", type=float, default=0.5, help="heatmap opacity in the overlay, 0..1")
     gradcam.add_argument("--colormap", default="jet", choices=COLORMAPS)
     gradcam.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    _add_test_set_flags(gradcam)
     gradcam.set_defaults(run=command_gradcam)
 
     from explorer.playground import add_playground_flags
@@ -472,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lesion = commands.add_parser("lesion", help="delete blocks of trained runs at test time and measure the error "
                                                 "(Veit et al., 2016)")
-    lesion.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    lesion.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
     lesion.add_argument("--blocks", type=int, default=None, metavar="K",
                         help="delete up to K random blocks at once (default: all deletable blocks)")
     lesion.add_argument("--images", type=int, default=1000, metavar="N", help="the first N test images of each run")
@@ -480,11 +522,13 @@ def build_parser() -> argparse.ArgumentParser:
     lesion.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     lesion.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     lesion.add_argument("--json", action="store_true", help="print one JSON list, one object per run, as the last line")
+    _add_test_set_flags(lesion)
     lesion.set_defaults(run=command_lesion)
 
     landscape = commands.add_parser("landscape", help="test loss along filter-normalised random directions around "
                                                       "trained runs' weights (Li et al., 2018)")
-    landscape.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    landscape.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                           help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
     landscape.add_argument("--points", type=int, default=None, metavar="P",
                            help="points per axis (default: 41 for 1-D, 15 for 2-D)")
     landscape.add_argument("--span", type=float, default=1.0, metavar="S", help="the axis runs from -S to S")
@@ -497,7 +541,20 @@ def build_parser() -> argparse.ArgumentParser:
     landscape.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     landscape.add_argument("--json", action="store_true",
                            help="print one JSON list, one object per run, as the last line")
+    _add_test_set_flags(landscape)
     landscape.set_defaults(run=command_landscape)
+
+    evaluate = commands.add_parser("evaluate", help="each net's test error: runs trained here and the published "
+                                                    "converged CIFAR-10 ResNets (Table 6, live)")
+    evaluate.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                          help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
+    evaluate.add_argument("--images", type=int, default=None, metavar="N",
+                          help="the first N test images of each (default: the whole test set)")
+    evaluate.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    evaluate.add_argument("--json", action="store_true",
+                          help="print one JSON list as the last line: run, model, error (a fraction), images, ...")
+    _add_test_set_flags(evaluate)
+    evaluate.set_defaults(run=command_evaluate)
     return parser
 
 

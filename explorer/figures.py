@@ -187,7 +187,8 @@ def responses_figure(runs, step: int | None = None, sort: bool = False) -> go.Fi
             values, names = [values[i] for i in order], [names[i] for i in order]
         figure.add_trace(go.Scatter(
             x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", marker=dict(size=4),
-            name=f"{records.label} (step {snapshot['step']})", line=dict(color=_colour(index)),
+            name=f"{records.label} ({snapshot.get('when') or 'step ' + str(snapshot['step'])})",
+            line=dict(color=_colour(index)),
             hovertext=names, hoverinfo="text+y",
         ))
     figure.update_xaxes(title="layer index (sorted by magnitude)" if sort else "layer index (original order)")
@@ -207,7 +208,8 @@ def gradient_depth_figure(runs, step: int | None = None) -> go.Figure:
         blocks = snapshot["blocks"]
         figure.add_trace(go.Scatter(
             x=list(range(1, len(blocks) + 1)), y=[block["total"] for block in blocks], mode="lines+markers",
-            name=f"{records.label} (step {snapshot['step']})", line=dict(color=_colour(index)),
+            name=f"{records.label} ({snapshot.get('when') or 'step ' + str(snapshot['step'])})",
+            line=dict(color=_colour(index)),
             hovertext=[block["name"] for block in blocks], hoverinfo="text+y",
         ))
     figure.update_xaxes(title="block (input side → output side)")

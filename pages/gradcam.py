@@ -1,10 +1,13 @@
 import streamlit as st
 
 from explorer.analysis.gradcam import COLORMAPS, cam_layers, default_layer, explain
+from explorer.models.published import PUBLISHED_SPECS
+from explorer.ui.converged import converged_name
 from explorer.ui.feedback import explain_errors
 from explorer.ui.gradcam import (
     PRETRAINED,
     cached_weights_path,
+    converged,
     default_pair,
     offer_training,
     pick_image,
@@ -22,11 +25,12 @@ st.caption("Where a network finds evidence for a class: each channel of a layer 
            "class score, summed, negatives dropped (Selvaraju et al., 2017; computed with captum's LayerGradCam).")
 
 picked = pick_image()
-SOURCES = ["ImageNet ResNet (pretrained)", "Runs trained here", "Upload a state_dict"]
+SOURCES = ["ImageNet ResNet (pretrained)", "Converged CIFAR-10 ResNet (published)", "Runs trained here",
+           "Upload a state_dict"]
 runs = runs_with_models()
 # Open on something that works: the ImageNet net when its weights are here or can be downloaded,
 # else the runs trained here, or the offer to train a pair (offline, a download can only fail).
-opens_on = 0 if cached_weights_path("resnet50").exists() or (not runs and weights_obtainable("resnet50")) else 1
+opens_on = 0 if cached_weights_path("resnet50").exists() or (not runs and weights_obtainable("resnet50")) else 2
 source = st.radio("Model", SOURCES, index=opens_on, horizontal=True)
 models = []  # (classifier, lock)
 with explain_errors("These weights cannot be used"):
@@ -42,6 +46,15 @@ with explain_errors("These weights cannot be used"):
                 st.info(f"{error}. Or pick **Runs trained here**: nets trained on this machine need nothing "
                         "from the internet.", icon=":material/cloud_off:")
     elif source == SOURCES[1]:
+        specs = st.multiselect("Nets (trained to convergence on CIFAR-10's ten classes; images are resized to 32x32)",
+                               PUBLISHED_SPECS, default=[PUBLISHED_SPECS[3]], format_func=converged_name,
+                               max_selections=3)
+        for spec in specs:
+            try:
+                models.append(converged(spec))
+            except ValueError as error:  # offline, and the weights are not in the torch hub cache
+                st.info(f"{error}. Or pick **Runs trained here**.", icon=":material/cloud_off:")
+    elif source == SOURCES[2]:
         if not runs:
             offer_training()
         chosen = st.multiselect("Runs (pick a plain and a residual one to compare)", list(runs),

@@ -15,7 +15,7 @@ st.markdown(
     "at `weights + a d1` (1-D) or `weights + a d1 + b d2` (2-D), with the same directions for every net of the same "
     "shape, and BatchNorm's parameters and statistics held fixed, as in the paper."
 )
-records = pick_trained_runs("landscape-runs")
+records = pick_trained_runs("landscape-runs", converged=(20, 56, 110), converged_default=(56,))
 
 on_gpu = resolve_device("auto").type == "cuda"
 columns = st.columns(5)

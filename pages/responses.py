@@ -1,7 +1,9 @@
 import streamlit as st
 
-from explorer.analysis.runs import response_summary, weights_at
+from explorer.analysis.runs import converged_responses, response_summary, responses_reading, weights_at
 from explorer.figures import responses_figure
+from explorer.ui.analysis import analyse
+from explorer.ui.converged import pick_converged
 from explorer.ui.jobs import latest_group, pick_runs
 
 st.title("Layer responses (Fig. 7)")
@@ -11,14 +13,22 @@ st.markdown(
     "their plain counterparts**, which supports the idea that residual functions are generally closer to zero "
     "than non-residual ones, and deeper ResNets have smaller responses still: each layer modifies the signal less."
 )
-records = pick_runs("responses-runs", default=latest_group(), with_probes=True)
-if not records or not any(r.responses for r in records):
-    st.info("No layer responses recorded yet: train a run (the Fig. 7 preset records them every 10 steps).")
+records = [r for r in pick_runs("responses-runs", default=latest_group(), with_probes=True) if r.responses]
+converged = pick_converged("responses-converged", (20, 56, 110), (20, 56, 110))
+measured = [converged_responses(task.result) for task in analyse(
+    "responses", converged, {"images": 500, "device": "auto"}, "responses-asked",
+    "Measure the converged nets' responses (seconds each)")] if converged else []
+if not records and not measured:
+    st.info("No layer responses recorded yet: train a run (the Fig. 7 preset records them every 10 steps), or pick "
+            "a converged net above.")
     st.stop()
 steps = sorted({step for r in records for step in r.probe_steps})
-follow = st.toggle("Follow the latest step", value=True)
-step = steps[-1] if follow or len(steps) < 2 else st.select_slider("Step", steps, value=steps[-1])
-st.caption(weights_at(records, step))
+follow = st.toggle("Follow the latest step", value=True) if steps else True
+step = None if not steps else steps[-1] if follow or len(steps) < 2 else st.select_slider("Step", steps,
+                                                                                          value=steps[-1])
+if records:
+    st.caption(weights_at(records, step))
+records = measured + records
 
 left, right = st.columns(2)
 left.subheader("In network order")
@@ -26,7 +36,12 @@ left.plotly_chart(responses_figure(records, step), width="stretch")
 right.subheader("Sorted by magnitude")
 right.plotly_chart(responses_figure(records, step, sort=True), width="stretch")
 summary = response_summary(records, step)
-st.dataframe(summary, hide_index=True, width="stretch",
+st.dataframe(summary, hide_index=True, width="stretch", column_order=["run", "at", "layers", "mean_std"],
              column_config={"mean_std": st.column_config.NumberColumn("mean std", format="%.3f")})
-st.caption("Measured on a fixed batch of test images in eval mode at each probe step. Early in training the "
-           "responses are those of nets that have barely learned: the paper's figure is of trained nets.")
+st.subheader("What our measurement says")
+for line in responses_reading(summary) or ["Pick a plain and a residual net of one depth, or ResNets of two depths, "
+                                           "to compare their responses."]:
+    st.markdown(f"- {line}")
+st.caption("Runs trained here: measured on a fixed batch of test images in eval mode at each probe step; early in "
+           "training the responses are those of nets that have barely learned. Converged nets: on their first 500 "
+           "CIFAR-10 test images at their final weights, as in the paper's figure.")

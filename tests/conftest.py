@@ -8,6 +8,10 @@ os.environ.setdefault("RESNET_EXPLORER_RUNS", tempfile.mkdtemp(prefix="explorer-
 # Traced model profiles: one cache for this test session (every server and CLI process it starts
 # shares it), never the user's, so that each session measures afresh what it checks.
 os.environ.setdefault("RESNET_EXPLORER_PROFILE_CACHE", tempfile.mkdtemp(prefix="explorer-test-profiles-"))
+# The published converged CIFAR nets made into run folders: this session's own; and their weights come
+# from a port where nothing listens (offline, whatever the machine), unless a test serves them itself.
+os.environ.setdefault("RESNET_EXPLORER_PRETRAINED_RUNS", tempfile.mkdtemp(prefix="explorer-test-pretrained-"))
+os.environ.setdefault("RESNET_EXPLORER_CIFAR_WEIGHTS_URL", "http://127.0.0.1:9")
 
 import pytest
 import torch
@@ -19,6 +23,8 @@ if str(ROOT) not in sys.path:
 
 # The tiny trained pair of the lesion and landscape tests: fixtures here, so it is trained once a session.
 from tests.tiny_runs import one_thread, runs  # noqa: E402, F401
+# The published nets' files made here, for their tests and their pages' tests.
+from tests.published_files import hub, published_pair  # noqa: E402, F401
 
 
 def pytest_configure(config):

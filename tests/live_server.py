@@ -33,6 +33,7 @@ def streamlit_server(extra_env: dict | None = None):
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         # Pretrained weights come from a port where nothing listens: offline, whatever the machine.
         env={**os.environ, "RESNET_EXPLORER_WEIGHTS_URL": "http://127.0.0.1:9",
+             "RESNET_EXPLORER_CIFAR_WEIGHTS_URL": "http://127.0.0.1:9",
              "TORCH_HOME": str(ROOT / "test-artifacts" / "torch-home"), **(extra_env or {})},
     )
     url = f"http://127.0.0.1:{port}"

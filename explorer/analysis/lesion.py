@@ -127,6 +127,9 @@ def load_trained_run(run_dir: str | Path, images: int, device: torch.device, stu
         raise ValueError(f"{run.id} was trained on 2-D points; the {study} is for the image nets")
     info = run.data_info() or {"classes": list(dataset.classes), "image_size": dataset.image_size,
                                "mean": list(dataset.mean), "std": list(dataset.std)}
+    if list(dataset.classes) != list(info["classes"]):  # labels would be counted against the wrong classes
+        raise ValueError(f"{run.id} knows the classes {', '.join(info['classes'])}; its test set "
+                         f"{config.data.dataset} has {', '.join(dataset.classes)}: they must be the same, in that order")
     model = checked_model(name, state_dict, **model_options(config, len(info["classes"]), int(info["image_size"])))
     channels_last = device.type in ("cpu", "cuda")  # as the trainer: faster convolutions on both
     model = model.to(device).eval()

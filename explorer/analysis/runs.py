@@ -73,8 +73,11 @@ def _model_section(config) -> dict:
 
 def run_label(run: Run, config: dict | None = None) -> str:
     """``config``: the run's config.json when the caller has read it already."""
-    model = _model_section(run.config() if config is None else config)
+    config = run.config() if config is None else config
+    model = _model_section(config)
     name = model.get("name", run.id)
+    if isinstance(config, dict) and isinstance(config.get("published"), dict):  # explorer/train/pretrained.py
+        return f"{name} · converged (published weights)"
     shortcut = model.get("shortcut")
     # Folders the app names end in 4 random hex digits, enough to tell runs apart; others keep their name.
     tag = run.id[-4:] if re.fullmatch(r"\d{8}-\d{6}-.+-[0-9a-f]{4}", run.id) else run.id
@@ -186,8 +189,9 @@ def response_summary(runs: list[RunRecords], step: int | None = None) -> list[di
             continue
         values = [layer["std"] for layer in snapshot["layers"] if isinstance(layer.get("std"), (int, float))]
         if values:
-            rows.append({"run": records.label, "step": snapshot["step"], "layers": len(values),
-                         "mean_std": sum(values) / len(values), "residual": records.residual})
+            rows.append({"run": records.label, "step": snapshot["step"],
+                         "at": snapshot.get("when") or f"step {snapshot['step']}", "layers": len(values), "mean_std": sum(values) / len(values), "residual": records.residual,
+                         "model": records.model})
     return rows
 
 
@@ -211,3 +215,39 @@ def gradient_summary(records: RunRecords, step: int | None = None) -> dict | Non
     return {"run": records.label, "step": snapshot["step"], "first": first, "last": last,
             "first_over_last": first / last if last > 0 else float("inf"),
             "shortcut_over_branch": statistics.median(ratios) if ratios else None}
+
+
+def converged_responses(result: dict) -> RunRecords:
+    """A published net's measured layer responses (explorer.analysis.evaluate.layer_responses) as
+    records the Fig. 7 figures draw beside the runs' probes."""
+    return RunRecords(run_dir=result["run_dir"], label=result["label"], model=result["model"],
+                      responses=[{"step": 0, "when": "final weights", "layers": result["layers"]}])
+
+
+def responses_reading(summary: list[dict]) -> list[str]:
+    """What Fig. 7's numbers here say, against the paper's reading: a ResNet's responses against its
+    plain twin's of the same depth, and deeper ResNets' against shallower ones'. ``summary``: rows
+    of ``response_summary`` with the model's registry name (``model``). Numbers only from it."""
+    lines = []
+    by_depth: dict[int, dict[bool, dict]] = {}
+    for row in summary:
+        spec = resolve(row["model"]) if row.get("model") else None
+        depth = spec.fixed.get("depth") if spec else None
+        if depth and row["residual"] is not None:
+            by_depth.setdefault(depth, {})[row["residual"]] = row
+    for depth, pair in sorted(by_depth.items()):
+        if len(pair) == 2:
+            residual, plain = pair[True], pair[False]
+            smaller = residual["mean_std"] < plain["mean_std"]
+            lines.append(f"At depth {depth}, {residual['run']}'s mean response std is {residual['mean_std']:.3f} "
+                         f"against {plain['run']}'s {plain['mean_std']:.3f}: "
+                         + ("smaller, as the paper reads Fig. 7." if smaller else
+                            "not smaller, unlike the paper's reading of Fig. 7."))
+    resnets = sorted(((depth, pair[True]) for depth, pair in by_depth.items() if True in pair), key=lambda item: item[0])
+    if len(resnets) >= 2:
+        values = ", ".join(f"ResNet-{depth} {row['mean_std']:.3f}" for depth, row in resnets)
+        shrinking = all(later[1]["mean_std"] < earlier[1]["mean_std"] for earlier, later in zip(resnets, resnets[1:]))
+        lines.append(f"Mean response std of the ResNets by depth: {values}: " +
+                     ("each deeper one smaller, as the paper reads it (each layer modifies the signal less)." if
+                      shrinking else "not smaller with each step in depth, unlike the paper's reading."))
+    return lines

@@ -28,6 +28,8 @@ from explorer.train.worker import import_target
 KINDS = {  # kind: the function that computes it (module:function, imported in the worker)
     "lesion": "explorer.analysis.lesion:lesion_study",
     "landscape": "explorer.analysis.landscape:loss_landscape",
+    "evaluate": "explorer.analysis.evaluate:evaluate_run",
+    "responses": "explorer.analysis.evaluate:layer_responses",
 }
 RUN_FILES = ("config.json", "status.json", "data.json", "model.pt")  # what an analysis reads of a run
 PROGRESS_EVERY_SECONDS = 0.2

@@ -102,3 +102,22 @@ def _shapes(seed: int, train_size: int, test_size: int, image_size: int, progres
         while len(_shapes_cache) > SHAPES_CACHE_SIZE:
             del _shapes_cache[next(iter(_shapes_cache))]
     return dataset
+
+
+def test_examples(name: str, per_class: int = 8, data_dir: str | Path | None = None,
+                  image_size: int = 32) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """The first ``per_class`` test images of each class of an image set, as (index in the test
+    set, HWC uint8 image), class by class in the set's order: what a page offers to pick from."""
+    dataset = load_dataset(name, data_dir=data_dir, image_size=image_size)
+    if isinstance(dataset, PointDataset):
+        raise ValueError(f"{name} is a set of 2-D points, not of images")
+    examples: dict[str, list[tuple[int, np.ndarray]]] = {label: [] for label in dataset.classes}
+    for index, label in enumerate(dataset.y_test.tolist()):
+        chosen = examples[dataset.classes[label]]
+        if len(chosen) < per_class:
+            image = dataset.x_test[index].copy()
+            image.flags.writeable = False  # shared by every session that shows it
+            chosen.append((index, image))
+        if all(len(chosen) >= per_class for chosen in examples.values()):
+            break
+    return examples

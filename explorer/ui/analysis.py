@@ -6,6 +6,7 @@ import streamlit as st
 
 from explorer.analysis.runs import RunRecords
 from explorer.analysis.tasks import Task, TaskBoard
+from explorer.ui.converged import pick_converged
 from explorer.ui.failures import shows_failures
 from explorer.ui.jobs import job_manager, latest_group, pick_runs
 
@@ -22,13 +23,17 @@ def task_board() -> TaskBoard:
     return _board(job_manager().backend)
 
 
-def pick_trained_runs(key: str) -> list[RunRecords]:
-    """The runs to analyse (this session's latest comparison by default); with none, a word on how to
-    make some, and the page stops."""
+def pick_trained_runs(key: str, converged: tuple[int, ...] = (), converged_default: tuple[int, ...] = ()
+                      ) -> list[RunRecords]:
+    """The runs to analyse (this session's latest comparison by default), and before them the published
+    converged nets of depths ``converged`` that are picked; with none at all, a word on how to make some, and
+    the page stops."""
     records = pick_runs(key, default=latest_group())
+    if converged:
+        records = pick_converged(f"{key}-converged", converged, converged_default) + records
     if not records:
         st.info("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or "
-                "the Fig. 6 preset), then come back.")
+                "the Fig. 6 preset), then come back." + (" Or pick a converged net above." if converged else ""))
         st.stop()
     return records
 

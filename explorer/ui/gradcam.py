@@ -20,6 +20,7 @@ from explorer.analysis.gradcam import (
     state_dict_classifier,
 )
 from explorer.analysis.runs import has_shortcuts, run_label
+from explorer.data.datasets import test_examples
 from explorer.data.images import (
     MAX_IMAGE_UPLOAD_MB,
     SAMPLE_PHOTOS,
@@ -35,7 +36,9 @@ from explorer.models.weights import (
     weights_url,
 )
 from explorer.train.presets import PRESETS, custom_configs
+from explorer.train.pretrained import check_test_set_available, check_weights_available, pretrained_run
 from explorer.train.store import Run
+from explorer.ui.converged import test_set
 from explorer.ui.jobs import all_runs, shared_manager
 from explorer.ui.live import live_panel
 from explorer.ui.session import viewer
@@ -43,12 +46,19 @@ from explorer.ui.session import viewer
 PRETRAINED = [f"resnet{depth}" for depth in PRETRAINED_DEPTHS]
 
 
+IMAGE_SOURCES = ["Sample photo", "Upload", "CIFAR-10 test image"]
+EXAMPLES_PER_CLASS = 8
+
+
 def pick_image() -> tuple[np.ndarray, list[str], str] | None:
-    """A sample photo or an upload, decoded to RGB; a bad file gets a message and None."""
-    source = st.radio("Image", ["Sample photo", "Upload"], horizontal=True)
+    """A sample photo, an upload or a CIFAR-10 test image, decoded to RGB; a bad file gets a
+    message and None."""
+    source = st.radio("Image", IMAGE_SOURCES, horizontal=True)
     if source == "Sample photo":
         name = st.selectbox("Photo (bundled with scikit-image)", list(SAMPLE_PHOTOS))
         return sample_photo(name), [], name
+    if source == IMAGE_SOURCES[2]:
+        return pick_test_image()
     upload = st.file_uploader("Image file", type=list(SUPPORTED_FORMATS), max_upload_size=MAX_IMAGE_UPLOAD_MB,
                               help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; any colour mode")
     if upload is None:
@@ -60,6 +70,43 @@ def pick_image() -> tuple[np.ndarray, list[str], str] | None:
         st.error(str(error), icon=":material/error:")
         return None
     return image, notes, upload.name
+
+
+def pick_test_image() -> tuple[np.ndarray, list[str], str] | None:
+    """A CIFAR-10 test image, picked by class from the first few of each; offline without the data
+    set, a message and None."""
+    dataset, ready = test_set("gradcam-images")
+    if not ready:
+        return None
+    try:
+        check_test_set_available(dataset)
+        with st.spinner("Reading CIFAR-10's test images (once for the server)"):
+            examples = dict(_examples(dataset))
+    except ValueError as error:
+        st.warning(f"CIFAR-10's test images are not available here: {error}", icon=":material/cloud_off:")
+        return None
+    label = st.selectbox("Class", list(examples))
+    shown = examples[label]
+    columns = st.columns(len(shown))
+    for column, (index, image) in zip(columns, shown):
+        column.image(image, caption=f"#{index}", width="stretch")
+    picked = st.radio("Test image", range(len(shown)), format_func=lambda i: f"#{shown[i][0]}", horizontal=True)
+    index, image = shown[picked]
+    return np.array(image), [], f"CIFAR-10 test image #{index} ({label})"
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _examples(dataset: str) -> tuple[tuple[str, tuple], ...]:
+    # Shared by every session: tuples of read-only arrays, never changed.
+    return tuple((label, tuple(items)) for label, items in
+                 test_examples(dataset, per_class=EXAMPLES_PER_CLASS).items())
+
+
+def converged(spec: str) -> tuple[Classifier, threading.Lock]:
+    """A published converged CIFAR-10 ResNet (its weights need no test set)."""
+    check_weights_available(spec)  # offline: one sentence now, not a download that can only fail
+    with st.spinner(f"Loading the published {spec.removeprefix('pretrained:')}"):
+        return trained_run(str(pretrained_run(spec)))
 
 
 def upload_weights(label: str) -> bytes | None:

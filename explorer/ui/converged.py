@@ -1,0 +1,76 @@
+"""The published converged CIFAR-10 ResNets on the analysis pages: which of them, on which test images.
+
+The test set is chosen once per session (CIFAR-10, downloaded on first use, or a folder of its
+images) and kept across pages. A net whose weights or test images cannot be had here (offline) is
+said in one line, and the page goes on with the runs trained here.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer.analysis.runs import RunRecords, read_run
+from explorer.data.base import CIFAR10, FOLDER_PREFIX
+from explorer.models.published import PUBLISHED, published_net
+from explorer.train.pretrained import available_here, check_available, pretrained_run
+
+TEST_SET_KEY = "converged_test_set"
+FOLDER_KEY = "converged_folder"
+NO_PLAIN = ("No converged plain net of the paper's design is published, so the plain nets here are runs trained on "
+            "this machine, far from convergence: compare their errors, shown beside, before comparing anything else.")
+
+
+def converged_name(spec: str) -> str:
+    net = published_net(spec)
+    return f"ResNet-{net.depth} (published, {net.published_error:.2%} error)"
+
+
+def test_set(key: str) -> tuple[str, bool]:
+    """The session's test set for the converged nets: (dataset, whether one is named). Kept across
+    pages: a page's widgets are forgotten when another page is opened, so the choice is kept apart."""
+    state = st.session_state
+    kinds = ["CIFAR-10", "A folder of CIFAR-10 images"]
+    with st.expander("Test images for the converged nets", expanded=False):
+        kind = st.radio("Test images", kinds, index=kinds.index(state.get(TEST_SET_KEY, kinds[0])), horizontal=True,
+                        key=f"{key}-test-set",
+                        help="CIFAR-10's test set is downloaded on first use (about 170 MB). Offline, name a folder "
+                             "holding train/ and test/ with one subfolder per CIFAR-10 class.")
+        folder = ""
+        if kind != kinds[0]:
+            folder = st.text_input("Folder (with train/ and test/)", value=state.get(FOLDER_KEY, ""),
+                                   key=f"{key}-folder", placeholder="/data/cifar10-png").strip()
+    state[TEST_SET_KEY], state[FOLDER_KEY] = kind, folder or state.get(FOLDER_KEY, "")
+    if kind == kinds[0]:
+        return CIFAR10, True
+    if not folder:
+        st.caption("Name the folder of CIFAR-10 images (under Test images for the converged nets) to use the "
+                   "converged nets.")
+        return "", False
+    return FOLDER_PREFIX + folder, True
+
+
+def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...]) -> list[RunRecords]:
+    """A multiselect of the published nets of ``depths``; the records of those that can be had here
+    (each made into a run folder once), and one line for each that cannot. Those of ``default``
+    are picked at first where their weights and test images are on this machine already."""
+    specs = [PUBLISHED[depth].spec for depth in depths]
+    dataset, ready = test_set(key)
+    here = [PUBLISHED[depth].spec for depth in default if ready and available_here(PUBLISHED[depth].spec, dataset)]
+    chosen = st.multiselect("Converged nets (published weights, trained on CIFAR-10 to convergence)", specs,
+                            default=here, format_func=converged_name, key=key,
+                            help="Downloaded on first use into the torch hub cache; their test images are CIFAR-10's "
+                                 "(see Test images for the converged nets).")
+    if not chosen or not ready:
+        return []
+    records = []
+    for spec in chosen:
+        try:
+            check_available(spec, dataset)
+            with st.spinner(f"Loading {converged_name(spec)}"):
+                records.append(read_run(str(pretrained_run(spec, dataset))))
+        except ValueError as error:
+            st.warning(f"{converged_name(spec)} is not available here: {error}. The runs trained here are below.",
+                       icon=":material/cloud_off:")
+    if records:
+        st.caption(NO_PLAIN)
+    return records
