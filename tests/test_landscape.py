@@ -192,3 +192,17 @@ def test_on_a_gpu_the_centre_agrees_with_the_cpu(runs):
     cuda = loss_landscape(runs["cifar-resnet8"], points=3, images=32, device="cuda")
     assert cuda["device"] == "cuda" and cuda["axis"] == cpu["axis"]
     assert cuda["centre_loss"] == pytest.approx(cpu["centre_loss"], rel=1e-2)  # TF32 convolutions on the GPU
+
+
+def test_the_convex_core_of_a_1d_slice():
+    from explorer.analysis.landscape import convex_radius, landscape_reading
+
+    axis = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert convex_radius(axis, [4.0, 1.0, 0.0, 1.0, 4.0]) == 0.5  # a parabola: convex at every interior point
+    assert convex_radius(axis, [1.5, 1.0, 0.0, 1.0, 1.5]) == 0.0  # levels off: convex at the centre only
+    assert convex_radius(axis, [0.0, 1.0, 2.0, 1.0, 0.0]) is None  # a peak at the weights
+    assert convex_radius(axis, [[0.0] * 5] * 5) is None  # a 2-D slice
+    result = {"label": "net", "weights": "final", "centre_loss": 0.0, "axis": [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5],
+              "loss": [2.0, 0.5, 0.0, 0.5, 2.0, 2.5], "model": "cifar-resnet20",
+              "smoothness": {"nonconvexity": 0.2, "local_minima": 1, "gaps": 0}}
+    assert "convex within |a| <= 0.50 of its weights" in landscape_reading([result])[0]

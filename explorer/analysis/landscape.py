@@ -280,6 +280,24 @@ def loss_landscape(run_dir: str | Path, points: int | None = None, span: float =
     return json_safe(result)
 
 
+def convex_radius(axis: list[float], loss: list) -> float | None:
+    """For a 1-D slice: the largest r such that the loss is convex (every second difference at least
+    0) at every grid point with |a| <= r; None for a 2-D slice or a centre that is not convex."""
+    if not loss or isinstance(loss[0], (list, tuple)):
+        return None
+    centre = min(range(len(axis)), key=lambda i: abs(axis[i]))
+    radius = None
+    for step in range(0, len(axis)):
+        inner = [i for i in (centre - step, centre + step) if 0 < i < len(axis) - 1]
+        if not inner:
+            break
+        if not all(all(_finite(loss[j]) for j in (i - 1, i, i + 1)) and loss[i - 1] - 2 * loss[i] + loss[i + 1] >= 0
+                   for i in inner):
+            break
+        radius = max(abs(axis[i]) for i in inner)
+    return radius
+
+
 def landscape_reading(results: list[dict]) -> list[str]:
     """Sentences on what these slices measured, for the page and the CLI: each run's centre loss,
     non-convexity and local minima; and, for a plain and a residual run of the same depth, whether
@@ -300,6 +318,10 @@ def landscape_reading(results: list[dict]) -> list[str]:
                      f"{'-' if nonconvexity is None else f'{nonconvexity:.3f}'} ({shape}), "
                      f"{smooth['local_minima']} strict local minim{'um' if smooth['local_minima'] == 1 else 'a'}"
                      f"{gaps}.")
+        radius = convex_radius(result["axis"], result["loss"])
+        if nonconvexity is not None and nonconvexity >= 0.05 and radius:
+            lines[-1] += (f" It is convex within |a| <= {radius:.2f} of its weights; the non-convexity comes from "
+                          "farther out, where the loss bends the other way as it levels off.")
     pairs = {}
     for result in results:
         spec = resolve(result["model"])
