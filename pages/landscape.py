@@ -11,8 +11,8 @@ st.markdown(
     "Li, Xu, Taylor, Studer and Goldstein (NeurIPS 2018) drew a trained net's loss along random directions in weight "
     "space, each filter of a direction scaled to the norm of the same filter of the weights (*filter "
     "normalisation*), so that nets can be compared. With shortcuts, ResNet-56's surface is smooth and nearly "
-    "convex; the same net without them is chaotic, more so at depth 110. Here: the test loss of the nets you trained "
-    "at `weights + a d1` (1-D) or `weights + a d1 + b d2` (2-D), with the same directions for every net of the same "
+    "convex; the same net without them is chaotic, more so at depth 110. Here: the test loss of the nets you trained, "
+    "or of the published converged ones, at `weights + a d1` (1-D) or `weights + a d1 + b d2` (2-D), with the same directions for every net of the same "
     "shape, and BatchNorm's parameters and statistics held fixed, as in the paper."
 )
 records = pick_trained_runs("landscape-runs", converged=(20, 56, 110), converged_default=(56,))

@@ -49,10 +49,12 @@ def test_set(key: str) -> tuple[str, bool]:
     return FOLDER_PREFIX + folder, True
 
 
-def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...]) -> list[RunRecords]:
+def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...], beside_plain: bool = True
+                   ) -> list[RunRecords]:
     """A multiselect of the published nets of ``depths``; the records of those that can be had here
     (each made into a run folder once), and one line for each that cannot. Those of ``default``
-    are picked at first where their weights and test images are on this machine already."""
+    are picked at first where their weights and test images are on this machine already.
+    ``beside_plain``: the page compares them with plain nets, and says that none is published converged."""
     specs = [PUBLISHED[depth].spec for depth in depths]
     dataset, ready = test_set(key)
     here = [PUBLISHED[depth].spec for depth in default if ready and available_here(PUBLISHED[depth].spec, dataset)]
@@ -71,6 +73,6 @@ def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...]) 
         except ValueError as error:
             st.warning(f"{converged_name(spec)} is not available here: {error}. The runs trained here are below.",
                        icon=":material/cloud_off:")
-    if records:
+    if records and beside_plain:
         st.caption(NO_PLAIN)
     return records

@@ -15,7 +15,7 @@ def table6_live() -> None:
     st.subheader("Table 6, live: the converged nets' test error, measured here")
     st.caption("The paper's nets trained to convergence on CIFAR-10 (published weights by Y. Idelbayev, option-A "
                "shortcuts as here), evaluated on this machine on CIFAR-10's test images.")
-    records = pick_converged("table6-converged", depths=tuple(PUBLISHED), default=(20, 56))
+    records = pick_converged("table6-converged", depths=tuple(PUBLISHED), default=(20, 56), beside_plain=False)
     if not records:
         return
     images = st.number_input("Test images (CIFAR-10 has 10,000)", 100, 10_000, 1_000, step=100, key="table6-images",
