@@ -29,6 +29,8 @@ class Shown:
     exceptions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)  # st.page_link label -> the script hash it opens
+    texts: list[str] = field(default_factory=list)  # every markdown and caption drawn
+    query_string: str | None = None  # the address's query as the server set it, if it changed it
     finished: str | None = None  # ScriptFinishedStatus name; None if it never finished
     started: float = float("nan")  # time.monotonic() when the request was sent
     ended: float = float("nan")  # and when the run's end was read
@@ -37,16 +39,18 @@ class Shown:
 class StreamSession:
     """One session of the app (a browser tab), driven over its websocket."""
 
-    def __init__(self, url: str, timeout: float = 60):
+    def __init__(self, url: str, timeout: float = 60, headers: dict[str, str] | None = None):
         self.url = url.replace("http://", "ws://", 1).rstrip("/") + "/_stcore/stream"
         self.timeout = timeout
+        self.headers = headers or {}  # sent with the websocket's opening request, as a proxy would add them
         self.pages: dict[str, str] = {}  # page title -> script hash, from the server's navigation message
         self._stack = ExitStack()
         self._socket = None
 
     def __enter__(self) -> StreamSession:
         self._socket = self._stack.enter_context(connect(self.url, subprotocols=["streamlit"], max_size=None,
-                                                         open_timeout=self.timeout, compression=None))
+                                                         open_timeout=self.timeout, compression=None,
+                                                         additional_headers=self.headers))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -91,6 +95,8 @@ class StreamSession:
             kind = message.WhichOneof("type")
             if kind == "navigation":
                 self.pages = {page.page_name: page.page_script_hash for page in message.navigation.app_pages}
+            elif kind == "page_info_changed":
+                shown.query_string = message.page_info_changed.query_string
             elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                 self._element(message.delta.new_element, shown)
             elif kind == "script_finished":
@@ -108,6 +114,8 @@ class StreamSession:
             shown.title = element.heading.body
         elif kind == "exception":
             shown.exceptions.append(f"{element.exception.type}: {element.exception.message}")
+        elif kind == "markdown":
+            shown.texts.append(element.markdown.body)
         elif kind == "page_link":
             shown.links[element.page_link.label] = element.page_link.page_script_hash
         elif kind == "alert" and element.alert.format == element.alert.ERROR:

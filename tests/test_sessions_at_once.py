@@ -128,3 +128,55 @@ def test_the_home_pages_links_open_their_pages(class_server):
             shown = session.follow(script_hash)
             assert shown.asked == label.split("**")[1], label  # "**Architecture**: Build a ...": that page's link
             assert not _problems([shown]), shown
+
+
+# --- who is the instructor, behind a tunnel or proxy on the server's machine (issue 21) ----------
+
+TOKEN = "a-classroom-secret"
+INSTRUCTOR_SAYS = "You are the instructor"
+STUDENT_SAYS = "Your runs are yours"
+
+
+@pytest.fixture(scope="module")
+def instructor_server(tmp_path_factory):
+    """A server as an instructor starts it (loopback is the instructor), with a token."""
+    runs = tmp_path_factory.mktemp("proxy-runs")
+    with streamlit_server({"RESNET_EXPLORER_INSTRUCTOR_TOKEN": TOKEN, "RESNET_EXPLORER_RUNS": str(runs)}) as (url, _):
+        yield url
+
+
+def _who(url: str, headers: dict | None = None, query: str = "") -> Shown:
+    with StreamSession(url, timeout=120, headers=headers) as session:
+        return session.open("runs", query=query)
+
+
+def _says(shown: Shown) -> str:
+    text = " ".join(shown.texts)
+    assert (INSTRUCTOR_SAYS in text) != (STUDENT_SAYS in text), text
+    return "instructor" if INSTRUCTOR_SAYS in text else "student"
+
+
+def test_a_request_through_a_proxy_is_never_the_instructor_without_the_token(instructor_server):
+    assert _says(_who(instructor_server)) == "instructor"  # the projector's browser on the server's machine
+    for header in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7;proto=https"},
+                   {"X-Real-IP": "203.0.113.7"}, {"x-real-ip": "203.0.113.7"}):
+        assert _says(_who(instructor_server, header)) == "student", header
+
+
+def test_the_token_makes_an_instructor_through_a_proxy_and_leaves_the_address(instructor_server):
+    proxied = {"X-Real-IP": "203.0.113.7"}
+    shown = _who(instructor_server, proxied, query=f"instructor={TOKEN}&lang=en")
+    assert _says(shown) == "instructor"
+    assert shown.query_string is not None and TOKEN not in shown.query_string and "lang=en" in shown.query_string
+    wrong = _who(instructor_server, proxied, query="instructor=a-guess")
+    assert _says(wrong) == "student" and "a-guess" not in (wrong.query_string or "")
+
+
+def test_a_reload_of_the_instructors_browser_keeps_its_rights_without_the_token(instructor_server):
+    """The token left the address; the browser's key (its cookie) is remembered as the instructor's."""
+    proxied = {"X-Real-IP": "203.0.113.7"}
+    teacher, student = "teacherkey12345", "studentkey67890"
+    assert _says(_who(instructor_server, {**proxied, "Cookie": f"resnet_explorer_session={teacher}"},
+                      query=f"instructor={TOKEN}")) == "instructor"
+    assert _says(_who(instructor_server, {**proxied, "Cookie": f"resnet_explorer_session={teacher}"})) == "instructor"
+    assert _says(_who(instructor_server, {**proxied, "Cookie": f"resnet_explorer_session={student}"})) == "student"

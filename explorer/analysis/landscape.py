@@ -318,7 +318,7 @@ def landscape_reading(results: list[dict]) -> list[str]:
                      f"{'-' if nonconvexity is None else f'{nonconvexity:.3f}'} ({shape}), "
                      f"{smooth['local_minima']} strict local minim{'um' if smooth['local_minima'] == 1 else 'a'}"
                      f"{gaps}.")
-        radius = convex_radius(result["axis"], result["loss"])
+        radius = convex_radius(result["axis"], result["loss"]) if result.get("axis") else None
         if nonconvexity is not None and nonconvexity >= 0.05 and radius:
             lines[-1] += (f" It is convex within |a| <= {radius:.2f} of its weights; the non-convexity comes from "
                           "farther out, where the loss bends the other way as it levels off.")

@@ -8,8 +8,13 @@ controls every run, and the runs they start are shared with the class.
 
 The instructor is whoever opens the app on the server's own machine (the laptop on the projector),
 or any device that adds ``?instructor=TOKEN`` to the address, TOKEN being the value of
-$RESNET_EXPLORER_INSTRUCTOR_TOKEN on the server. Behind a proxy on the same machine every client
-looks local: set RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0 there and use the token.
+$RESNET_EXPLORER_INSTRUCTOR_TOKEN on the server. The token is taken out of the address as soon as it
+is read (the screen is projected), and this browser's key is remembered as the instructor's for
+the life of the server, so a reload keeps the rights. A tunnel or reverse proxy on the server's
+machine (ngrok, cloudflared, nginx) makes every client look local: a loopback request that carries
+any forwarding header (X-Forwarded-For, Forwarded, X-Real-IP) is never taken for the server's own
+machine, so through a proxy only the token makes an instructor. A proxy that sends none of them
+still needs RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR=0.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 
 import streamlit as st
@@ -26,6 +32,13 @@ COOKIE_DAYS = 30
 INSTRUCTOR_PARAM = "instructor"
 TOKEN_ENV = "RESNET_EXPLORER_INSTRUCTOR_TOKEN"
 LOCAL_IS_INSTRUCTOR_ENV = "RESNET_EXPLORER_LOCAL_IS_INSTRUCTOR"
+# Headers a proxy or tunnel adds: a request with any of them came from elsewhere, whatever its socket says.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+# The keys of the browsers that gave the token, for the life of the server: shared by every session,
+# so only ever read and added to under the lock.
+_instructor_keys: set[str] = set()
+_instructor_keys_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ def viewer() -> Viewer:
     if "viewer_key" not in state:
         given = st.context.cookies.get(COOKIE, "")
         state["viewer_key"] = given if _looks_like_a_key(given) else secrets.token_urlsafe(12)
-    return Viewer(state["viewer_key"], _is_instructor())
+    return Viewer(state["viewer_key"], _is_instructor(state["viewer_key"]))
 
 
 def remember(who: Viewer) -> None:
@@ -76,13 +89,29 @@ def _looks_like_a_key(text: str) -> bool:
     return 8 <= len(text) <= 64 and text.replace("-", "").replace("_", "").isalnum()
 
 
-def _is_instructor() -> bool:
+def _is_instructor(key: str) -> bool:
     token = os.environ.get(TOKEN_ENV, "")
     given = str(st.query_params.get(INSTRUCTOR_PARAM, ""))
-    if token and given and hmac.compare_digest(token, given):
-        st.session_state["viewer_instructor"] = True  # kept when a page change drops the address's query
+    if given:
+        del st.query_params[INSTRUCTOR_PARAM]  # read once, never left in a projected address bar
+        if token and hmac.compare_digest(token, given):
+            st.session_state["viewer_instructor"] = True  # kept when a page change drops the address's query
+            with _instructor_keys_lock:
+                _instructor_keys.add(key)
     if st.session_state.get("viewer_instructor"):
         return True
+    with _instructor_keys_lock:
+        if key in _instructor_keys:  # this browser gave the token before: a reload keeps its rights
+            return True
     # Streamlit reports a loopback client's address as None (and Streamlit's AppTest gives no text).
-    local = not isinstance(st.context.ip_address, str)
+    local = not isinstance(st.context.ip_address, str) and not through_a_proxy()
     return local and os.environ.get(LOCAL_IS_INSTRUCTOR_ENV, "1") != "0"
+
+
+def through_a_proxy() -> bool:
+    """Whether the request carries a forwarding header: a tunnel or proxy passed it on."""
+    try:
+        headers = st.context.headers
+    except Exception:  # noqa: BLE001 - no request to read (AppTest, bare mode): none carried one
+        return False
+    return any(headers.get(name) for name in FORWARDING_HEADERS)
