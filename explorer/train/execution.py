@@ -209,8 +209,35 @@ class _WorkerProcess:
         self._message = None
         self._pipe_done = False  # the answer was read, or the worker closed its end without one
         self._answered_at: float | None = None
+        self._ended: tuple[int | None, int | None] | None = None  # (pid, exit code) once released
+        self._release_lock = threading.Lock()
 
     def wait(self, timeout: float | None = None) -> bool:
+        if self._ended is not None:
+            return True
+        try:
+            ended = self._wait(timeout)
+        except ValueError:  # another thread's wait released the process meanwhile ("process object is closed")
+            if self._ended is None:
+                raise
+            return True
+        if ended:
+            with self._release_lock:
+                if self._ended is None:
+                    self._release()
+        return True if ended else self._ended is not None
+
+    def _release(self) -> None:
+        """Once the worker has ended: read what it sent, then close our end of its pipe and the
+        process's own handles. Left open, each run kept three descriptors for the life of the server
+        (a server stopped starting runs after about 330, under the usual limit of 1,024)."""
+        self._received()
+        self._ended = (self._process.pid, self._process.exitcode)
+        self._pipe_done = True
+        self._results.close()
+        self._process.close()
+
+    def _wait(self, timeout: float | None) -> bool:
         # The answer is read as soon as it comes: a worker blocks in send() until a large answer
         # (a 2-D landscape of 61+ points a side is over the pipe's 64 KiB) is read, so joining
         # first would wait for ever. Once it is read, only the process's end is waited for: the
@@ -249,7 +276,7 @@ class _WorkerProcess:
         return self._message
 
     def _why_ended(self) -> str:
-        code = self._process.exitcode
+        code = self._ended[1] if self._ended is not None else self._process.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         return f"its worker process {how}"
 
@@ -261,7 +288,7 @@ class ProcessHandle(_WorkerProcess):
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid
+        return self._ended[0] if self._ended is not None else self._process.pid
 
     def outcome(self) -> tuple[TrainResult | None, str]:
         message = self._received()
@@ -269,7 +296,8 @@ class ProcessHandle(_WorkerProcess):
 
     def kill(self) -> None:
         """For tests and the load benchmark: the worker dies as it would if the OOM killer took it."""
-        self._process.kill()
+        if self._ended is None:
+            self._process.kill()
 
 
 class ProcessTaskHandle(_WorkerProcess):
