@@ -270,3 +270,21 @@ def test_finished_runs_leave_no_open_descriptor_behind(tmp_path):
         pair(f"pair-{index}")
     assert open_descriptors() - before <= 1, f"{open_descriptors() - before} descriptors left by 10 runs"
     manager.shutdown()
+
+
+def test_the_instructors_runs_take_the_next_free_slots_ahead_of_the_class(tmp_path):
+    """An instructor who starts the Fig. 6 preset after the class pressed Start does not wait behind
+    every student's queued runs (issue 21)."""
+    backend = HeldBackend()
+    manager = JobManager(tmp_path, max_concurrent=2, backend=backend, per_owner=1)
+    students = [manager.submit(tiny(), owner=f"student-{index}") for index in range(5)]
+    assert backend.started_dirs() == [students[0].run_dir, students[1].run_dir]
+    preset = manager.submit_group([tiny() for _ in range(4)], group="fig6")  # the instructor's: shared
+    assert [manager.queue_position(job.run_dir) for job in preset] == [1, 2, 3, 4]
+    assert manager.queue_position(students[2].run_dir) == 5
+    backend.started[0].release.set()
+    wait_for(lambda: len(backend.started) == 3)
+    backend.started[1].release.set()
+    wait_for(lambda: len(backend.started) == 4)
+    assert backend.started_dirs()[2:] == [preset[0].run_dir, preset[1].run_dir]
+    manager.shutdown()

@@ -208,7 +208,9 @@ class JobManager:
         allowed = [job for job in waiting if job.owner is None or training.get(job.owner, 0) < self.per_owner]
         if not allowed:
             return None
-        return min(allowed, key=lambda job: (training.get(job.owner, 0), job.order))
+        # The instructor's (and the CLI's) shared runs first: a demo on the projector never waits behind
+        # the class's queue; then the session with the fewest runs training, then the order of asking.
+        return min(allowed, key=lambda job: (job.owner is not None, training.get(job.owner, 0), job.order))
 
     def _watch(self, job: Job) -> None:
         job.handle.wait()
@@ -248,7 +250,8 @@ class JobManager:
     def queue_position(self, run_dir: str | Path) -> int | None:
         """1 for the next job to start, None when the job is running or finished."""
         with self._lock:
-            waiting = sorted((job for job in self._jobs.values() if not job.started), key=lambda job: job.order)
+            waiting = sorted((job for job in self._jobs.values() if not job.started),
+                             key=lambda job: (job.owner is not None, job.order))  # shared runs first, as _next
         keys = [job.run_dir for job in waiting]
         key = str(Path(run_dir))
         return keys.index(key) + 1 if key in keys else None
