@@ -568,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         if os.environ.get("EXPLORER_DEBUG"):
             raise
+        from explorer.train.store import disk_full_message, is_disk_full
+
+        if is_disk_full(error):  # a run's folder being made, say: the disk, not the input, is at fault
+            print(f"error: {disk_full_message(error.filename or '.')}", file=sys.stderr)
+            return 1
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -74,8 +74,21 @@ class _ProgressFile:
             return
         self.last = now
         partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps({"done": done, "total": total}))
-        partial.replace(self.path)
+        try:
+            partial.write_text(json.dumps({"done": done, "total": total}))
+            partial.replace(self.path)
+        except OSError:  # a full disk: the page shows no progress, the analysis goes on
+            partial.unlink(missing_ok=True)
+
+
+def _keep(path: Path, result: dict) -> None:
+    """Cache ``result`` at ``path``; on a full disk it is shown uncached and no partial file is left."""
+    partial = path.with_suffix(".tmp")
+    try:
+        partial.write_text(json.dumps(result))
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 @dataclass
@@ -161,9 +174,7 @@ class TaskBoard:
             try:
                 result, why = self._compute(task, progress)
                 if result is not None:
-                    partial = task.path.with_suffix(".tmp")
-                    partial.write_text(json.dumps(result))
-                    partial.replace(task.path)
+                    _keep(task.path, result)
             except Exception as error:  # noqa: BLE001 - the run deleted meanwhile, a backend that cannot start
                 result, why = None, f"could not run: {error}"
             if result is not None:

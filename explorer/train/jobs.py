@@ -26,7 +26,7 @@ from explorer.data.base import CIFAR10
 from explorer.data.cifar10 import check_obtainable
 from explorer.train.config import RunConfig, validate
 from explorer.train.execution import Backend, Handle, JobSpec, LocalBackend, OnThisMachine, ThreadBackend
-from explorer.train.store import DEFAULT_RUNS_DIR, Run, mark_interrupted
+from explorer.train.store import DEFAULT_RUNS_DIR, Run, disk_full_message, free_bytes, is_disk_full, mark_interrupted
 from explorer.train.trainer import Control, TrainResult, check_config_fits
 
 BACKENDS = ("local", "thread", "ray")
@@ -45,6 +45,36 @@ def resolve_backend(name: str | None = None, **options) -> Backend:
 
         return RayBackend(**options)
     raise ValueError(f"unknown execution backend {name!r}; valid: {', '.join(BACKENDS)}")
+
+
+# What a run writes, in bytes per parameter: model.pt (4), checkpoint.pt with the SGD momentum (8), and
+# a checkpoint's temporary copy while it replaces the last one (8); and its records and folder besides.
+BYTES_PER_PARAMETER = 20
+RECORDS_BYTES = 2 << 20
+
+
+def space_needed(configs: list[RunConfig]) -> int:
+    """About the most these runs' folders will hold at once, from their models' sizes."""
+    from explorer.data.base import BUILT_IN_IMAGE_CLASSES
+    from explorer.models.cost import profile_named
+    from explorer.train.trainer import model_options
+
+    total = 0
+    for config in configs:
+        options = model_options(config, BUILT_IN_IMAGE_CLASSES, config.data.image_size)
+        total += BYTES_PER_PARAMETER * profile_named(config.model.name, **options).params + RECORDS_BYTES
+    return total
+
+
+def check_space(runs_dir: str | Path, configs: list[RunConfig]) -> None:
+    """Refuse, before any folder is made, runs the disk holding ``runs_dir`` has no room for."""
+    free = free_bytes(runs_dir)
+    needed = space_needed(configs)
+    if free is not None and free < needed:
+        runs = "this run needs" if len(configs) == 1 else f"these {len(configs)} runs need"
+        raise ValueError(f"not enough disk space: {runs} about {needed / 2**20:,.1f} MB (model, checkpoint and "
+                         f"records) and the disk holding {Path(runs_dir).absolute()} has {free / 2**20:,.1f} MB free; "
+                         "delete old runs (the Runs page) or free space")
 
 
 def check_config(config: RunConfig, backend: Backend | None = None) -> None:
@@ -116,6 +146,7 @@ class JobManager:
         ``group`` names runs started together (a preset), so a page can show them together again.
         """
         check_config(config, self.backend)
+        check_space(Path(run_dir).parent if run_dir else self.runs_dir, [config])
         job = self._create(config, label, run_dir, group, owner)
         self._schedule()
         return job
@@ -124,6 +155,7 @@ class JobManager:
         """Submit several runs as one comparison; all are checked before any is created or started."""
         for config in configs:
             check_config(config, self.backend)
+        check_space(self.runs_dir, configs)
         jobs = [self._create(config, group=group, owner=owner, group_size=len(configs)) for config in configs]
         self._schedule()
         return jobs
@@ -213,12 +245,19 @@ class JobManager:
         return min(allowed, key=lambda job: (job.owner is not None, training.get(job.owner, 0), job.order))
 
     def _watch(self, job: Job) -> None:
-        job.handle.wait()
-        result, reason = job.handle.outcome()
-        if result is None:
-            result = self._worker_died(job, reason)
-        self._end(job, result)
-        self._schedule()
+        result = None
+        try:
+            job.handle.wait()
+            result, reason = job.handle.outcome()
+            if result is None:
+                result = self._worker_died(job, reason)
+        except Exception as error:  # noqa: BLE001 - a job always ends: a CLI or a page waits for it
+            message = disk_full_message(job.run.path / "status.json") if is_disk_full(error) else (
+                f"{type(error).__name__}: {error}")
+            result = TrainResult(job.run_dir, "failed", message, 0, 0, None, None, None)
+        finally:
+            self._end(job, result)
+            self._schedule()
 
     def _worker_died(self, job: Job, reason: str) -> TrainResult:
         """The worker ended without a result: the run is left interrupted and resumable."""
@@ -227,7 +266,11 @@ class JobManager:
         resumes = (f"resumes from the checkpoint at step {checkpoint}" if checkpoint is not None
                    else "restarts from step 0 (no checkpoint yet)")
         message = f"interrupted at step {step}: {reason}; {resumes}"
-        job.run.set_status("interrupted", message)
+        try:
+            job.run.set_status("interrupted", message)
+        except OSError as error:  # a full disk: shown as interrupted anyway once the worker is gone
+            if not is_disk_full(error):
+                raise
         return TrainResult(job.run_dir, "interrupted", message, step, status.get("total_steps") or 0, None, None,
                            None)
 

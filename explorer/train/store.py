@@ -20,6 +20,7 @@ step they were taken at, before that step's update). A run that had no checkpoin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -38,11 +39,54 @@ ACTIVE_STATES = ("queued", "running", "paused")
 DEFAULT_RUNS_DIR = Path(os.environ.get("RESNET_EXPLORER_RUNS", "runs"))
 
 
+FULL_BELOW_BYTES = 1 << 20  # a write that failed with less than this free failed for want of space
+
+
 def _write_atomic(path: Path, text: str) -> None:
     # Named per thread too: the trainer and the job manager may write status.json at once.
     temporary = path.with_suffix(path.suffix + f".tmp{os.getpid()}-{threading.get_ident()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    _replacing(path, temporary, lambda: temporary.write_text(text, encoding="utf-8"))
+
+
+def _replacing(path: Path, temporary: Path, write) -> None:
+    """``write()`` the temporary file, then put it in ``path``'s place; on any failure (a full disk,
+    Ctrl-C) the temporary file is removed and ``path`` is left as it was."""
+    try:
+        write()
+        os.replace(temporary, path)
+    except RuntimeError as error:
+        # torch.save reports a full disk as a RuntimeError of its zip writer ("unexpected pos ...").
+        full = (free_bytes(path) or 0) < FULL_BELOW_BYTES
+        temporary.unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary)) from error
+        raise
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free space on the disk that holds ``path`` (its nearest existing folder); None if unknown."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def disk_full_message(path: str | Path, what: str = "") -> str:
+    """One line naming the disk that is full, its free space and what could not be written."""
+    free = free_bytes(path)
+    room = "unknown space" if free is None else f"{free / 2**20:,.1f} MB"
+    return (f"the disk holding {Path(path).absolute().parent} is full ({room} free)"
+            + (f": {what} could not be written" if what else "") + "; free space or delete old runs, then resume")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -160,16 +204,14 @@ class Run:
 
     def save_model(self, state_dict: dict) -> None:
         temporary = self.path / "model.pt.tmp"
-        torch.save(state_dict, temporary)
-        os.replace(temporary, self.path / "model.pt")
+        _replacing(self.path / "model.pt", temporary, lambda: torch.save(state_dict, temporary))
 
     def load_model(self) -> dict:
         return torch.load(self.path / "model.pt", map_location="cpu", weights_only=True)
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         temporary = self.path / "checkpoint.pt.tmp"
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, self.path / "checkpoint.pt")
+        _replacing(self.path / "checkpoint.pt", temporary, lambda: torch.save(checkpoint, temporary))
 
     def has_checkpoint(self) -> bool:
         return (self.path / "checkpoint.pt").exists()
@@ -198,8 +240,11 @@ class Run:
         self.update_status(checkpoint_step=step if step > 0 else None)
 
     def write_error_log(self, text: str) -> None:
-        """The traceback of a run that failed unexpectedly, for whoever debugs it."""
-        (self.path / "error.log").write_text(text)
+        """The traceback of a run that failed unexpectedly, for whoever debugs it (when it can be written)."""
+        try:
+            _write_atomic(self.path / "error.log", text)
+        except OSError:  # a full disk: the status's message says what failed
+            pass
 
     def delete(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

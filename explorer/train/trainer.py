@@ -12,6 +12,7 @@ import math
 import threading
 import time
 import traceback
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ from explorer.models.mode import evaluating
 from explorer.threads import cpu_thread_share
 from explorer.train.config import OptimConfig, RunConfig, validate
 from explorer.train.probes import GradientProbe, measure_responses, weight_grad_norms
-from explorer.train.store import Run
+from explorer.train.store import Run, disk_full_message, is_disk_full
 
 EVAL_BATCH = 500
 
@@ -210,6 +211,8 @@ def train(config: RunConfig, run: Run, control: Control | None = None, dataset: 
     except ValueError as error:  # bad settings, data that cannot be had, a model that cannot fit
         return _finish(run, progress, "failed", str(error))
     except Exception as error:  # noqa: BLE001 - a run must end with a state, never with a dead thread
+        if is_disk_full(error):  # no traceback to keep: the line says what and where
+            return _finish(run, progress, "failed", disk_full_message(run.path / "status.json", _what(error)))
         run.write_error_log(traceback.format_exc())
         return _finish(run, progress, "failed", f"{type(error).__name__}: {error} (details in error.log)")
     finally:
@@ -427,8 +430,17 @@ def _save(t: Training, step: int) -> None:
     t.run.update_status(checkpoint_step=step)  # where an interrupted run will resume from
 
 
+def _what(error: OSError) -> str:
+    """The file a failed write named, by its name in the run folder."""
+    return Path(error.filename).name.split(".tmp")[0] if getattr(error, "filename", None) else "a record"
+
+
 def _finish(run: Run, progress: Progress, final_state: str, message: str) -> TrainResult:
-    if run.exists():  # not a run deleted while it trained
-        run.set_status(final_state, message, step=progress.step, images_per_sec=progress.images_per_sec)
+    try:
+        if run.exists():  # not a run deleted while it trained
+            run.set_status(final_state, message, step=progress.step, images_per_sec=progress.images_per_sec)
+    except OSError as error:  # a full disk: the result carries the state, and a listing shows the run
+        if not is_disk_full(error):  # as interrupted once this process is gone (store.orphaned)
+            raise
     return TrainResult(str(run.path), final_state, message, progress.step, progress.total_steps,
                        progress.train_error, progress.test_error, progress.images_per_sec)
