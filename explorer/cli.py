@@ -210,7 +210,16 @@ class _ProgressBar:
 
 
 def command_runs(args: argparse.Namespace) -> int:
-    from explorer.train.store import list_runs
+    from explorer.train.store import DEFAULT_RUNS_DIR, list_runs
+
+    words = list(args.words)
+    if words and words[0] in ("export", "import"):
+        return _runs_archive(words[0], words[1:], args)
+    if len(words) > 1:
+        raise ValueError(f"runs takes one folder, or export RUN_DIR... --out FILE.zip, or import FILE.zip; got {words}")
+    args.dir = words[0] if words else str(DEFAULT_RUNS_DIR)
+    if args.prune_older_than is not None:
+        return _prune(args)
 
     # Reads only: a run whose process is gone shows as interrupted, but its status.json is left
     # to the job manager that resumes it (another process may be writing it right now).
@@ -230,6 +239,38 @@ def command_runs(args: argparse.Namespace) -> int:
         steps = f"{summary['step']}/{summary['total_steps'] or '?'}"
         print(f"{summary['id'][:48]:<48} {summary['state'] or '?':<12} {summary['model'] or '?':<18} {steps:>11} "
               f"{percent(summary['train_error']):>9} {percent(summary['test_error']):>9}")
+    return 0
+
+
+def _runs_archive(action: str, paths: list[str], args: argparse.Namespace) -> int:
+    """``runs export RUN_DIR... --out FILE.zip`` and ``runs import FILE.zip [--into DIR]``."""
+    from explorer.train.storage import export_runs, import_runs
+    from explorer.train.store import DEFAULT_RUNS_DIR
+
+    if action == "export":
+        if not paths or not args.out:
+            raise ValueError("runs export needs run folders and --out FILE.zip")
+        files = export_runs(paths, args.out)
+        print(f"wrote {args.out}: {len(paths)} run(s), {files} files")
+        return 0
+    if len(paths) != 1:
+        raise ValueError("runs import takes one zip file (and --into DIR for the runs folder)")
+    made = import_runs(paths[0], args.into or DEFAULT_RUNS_DIR)
+    print(f"imported {len(made)} run(s) into {args.into or DEFAULT_RUNS_DIR}: {', '.join(path.name for path in made)}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """Delete the runs not changed for --prune-older-than days: every student's, or --owner's."""
+    from explorer.train.storage import prunable, prune
+
+    owner = {"students": "", "shared": None}.get(args.owner, args.owner)
+    runs = prunable(args.dir, args.prune_older_than, owner)
+    freed = prune(runs)
+    for run in runs:
+        print(f"deleted {run.path}")
+    print(f"deleted {len(runs)} run(s) older than {args.prune_older_than} days ({args.owner}'s), "
+          f"{freed / 2**20:,.1f} MB freed")
     return 0
 
 
@@ -471,9 +512,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_flags(preset)
     preset.set_defaults(run=command_preset)
 
-    runs = commands.add_parser("runs", help="list runs with their state and final numbers")
-    runs.add_argument("dir", nargs="?", default=str(DEFAULT_RUNS_DIR), help="folder holding run folders")
+    runs = commands.add_parser("runs", help="list runs with their state and final numbers; prune old ones; "
+                                            "export runs as a zip, import one")
+    runs.add_argument("words", nargs="*", metavar="DIR | export RUN_DIR... | import FILE.zip",
+                      help=f"the folder holding run folders (default {DEFAULT_RUNS_DIR}); or export the run folders "
+                           "named into --out; or import a zip of run folders into --into")
     runs.add_argument("--json", action="store_true")
+    runs.add_argument("--prune-older-than", metavar="DAYS", default=None,
+                      help="delete the runs (not training) unchanged for more than DAYS days")
+    runs.add_argument("--owner", default="students",
+                      help="whose runs --prune-older-than deletes: students (every student's, the default), shared "
+                           "(the instructor's and the CLI's), or one session's key")
+    runs.add_argument("--out", metavar="FILE.zip", help="with export: the zip to write")
+    runs.add_argument("--into", metavar="DIR", help=f"with import: the runs folder (default {DEFAULT_RUNS_DIR})")
     runs.set_defaults(run=command_runs)
 
     report = commands.add_parser("report", help="write the curves, Fig. 7 and gradient-flow plots as HTML and PNG")

@@ -6,6 +6,7 @@ from explorer.figures import training_curves_figure
 from explorer.train.store import Run
 from explorer.ui.jobs import all_runs, job_manager
 from explorer.ui.session import viewer
+from explorer.ui.storage import storage_section
 
 st.title("Runs")
 who = viewer()
@@ -16,6 +17,7 @@ st.caption("Every saved run under runs/. Pick rows to overlay their curves; dele
 runs = all_runs(who)
 if not runs:
     st.info("No runs yet: start one on the Train page.")
+    storage_section(who, [])
     st.stop()
 
 table = pd.DataFrame([{**run.summary(), "run": run_label(run), "whose": who.describe(run.status())} for run in runs])
@@ -72,3 +74,5 @@ with right.popover("Delete these runs", icon=":material/delete:", disabled=not d
                 manager.wait(run.path, timeout=30)
             run.delete()
         st.rerun()
+
+storage_section(who, runs if who.instructor else [run for run in runs if run.status().get("owner") == who.key])

@@ -66,10 +66,14 @@ def space_needed(configs: list[RunConfig]) -> int:
     return total
 
 
-def check_space(runs_dir: str | Path, configs: list[RunConfig]) -> None:
-    """Refuse, before any folder is made, runs the disk holding ``runs_dir`` has no room for."""
+def check_space(runs_dir: str | Path, configs: list[RunConfig], owner: str | None = None) -> None:
+    """Refuse, before any folder is made, runs the disk holding ``runs_dir`` has no room for, and a
+    student's runs that would take their session past its quota (explorer/train/storage.py)."""
+    from explorer.train.storage import check_quota
+
     free = free_bytes(runs_dir)
     needed = space_needed(configs)
+    check_quota(runs_dir, owner, needed)
     if free is not None and free < needed:
         runs = "this run needs" if len(configs) == 1 else f"these {len(configs)} runs need"
         raise ValueError(f"not enough disk space: {runs} about {needed / 2**20:,.1f} MB (model, checkpoint and "
@@ -146,7 +150,7 @@ class JobManager:
         ``group`` names runs started together (a preset), so a page can show them together again.
         """
         check_config(config, self.backend)
-        check_space(Path(run_dir).parent if run_dir else self.runs_dir, [config])
+        check_space(Path(run_dir).parent if run_dir else self.runs_dir, [config], owner)
         job = self._create(config, label, run_dir, group, owner)
         self._schedule()
         return job
@@ -155,7 +159,7 @@ class JobManager:
         """Submit several runs as one comparison; all are checked before any is created or started."""
         for config in configs:
             check_config(config, self.backend)
-        check_space(self.runs_dir, configs)
+        check_space(self.runs_dir, configs, owner)
         jobs = [self._create(config, group=group, owner=owner, group_size=len(configs)) for config in configs]
         self._schedule()
         return jobs
