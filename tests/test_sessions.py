@@ -77,7 +77,9 @@ def test_a_new_browser_gets_a_key_and_a_cookie_for_it_and_a_known_cookie_is_kept
     assert COOKIE == "resnet_explorer_session"
 
 
-def test_the_playground_keeps_the_instructors_token_in_the_address(monkeypatch):
+def test_the_token_leaves_the_address_and_the_playground_keeps_its_settings(monkeypatch):
+    """The screen is projected: the token is read once and taken out of the address (issue 21)."""
     monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
     app = _session("playground.py", query={"instructor": "s3cret-token"})
-    assert app.query_params["instructor"] == "s3cret-token" and app.query_params["depth"] == "50"
+    assert "instructor" not in app.query_params and app.query_params["depth"] == "50"
+    assert any("You are the instructor" in caption.value for caption in app.sidebar.caption)
