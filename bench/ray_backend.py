@@ -37,13 +37,13 @@ from explorer.analysis.runs import read_run
 from explorer.train.execution import LocalBackend
 from explorer.train.jobs import JobManager
 from explorer.train.presets import PRESETS
-from explorer.train.ray_backend import RayBackend
+from explorer.train.ray_backend import LOOPBACK, RayBackend
 
 # The workers import this copy of explorer, wherever the script is started from.
 CODE = {"py_modules": [str(common.ROOT / "explorer")], "excludes": ["__pycache__"]}
 RAY_OPTIONS = {"object_store_memory": 200 * 2**20, "include_dashboard": False, "log_to_driver": False,
                "runtime_env": CODE}
-NODE = {"num_cpus": 1, "object_store_memory": 100 * 2**20}
+NODE = {"num_cpus": 1, "object_store_memory": 100 * 2**20, "node_ip_address": LOOPBACK}  # loopback only
 
 
 def load() -> float:
@@ -116,7 +116,7 @@ def part_local(args) -> dict:
 
 
 def part_ray(args) -> dict:
-    ray.init(address="local", num_cpus=args.cpus, **RAY_OPTIONS)
+    ray.init(address="local", num_cpus=args.cpus, _node_ip_address=LOOPBACK, **RAY_OPTIONS)
     try:
         backend = RayBackend()
         on_ray = run_preset(backend, args.seed)
@@ -131,7 +131,8 @@ def part_ray(args) -> dict:
 
 def part_node(args) -> dict:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": 100 * 2**20,
-                                                            "include_dashboard": False})
+                                                            "include_dashboard": False,
+                                                            "node_ip_address": LOOPBACK})
     try:
         node = cluster.add_node(**NODE)
         ray.init(address=cluster.address, log_to_driver=False, runtime_env=CODE)

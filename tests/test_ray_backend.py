@@ -23,7 +23,7 @@ from explorer.train import trainer as trainer_module
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
 from explorer.train.execution import JobSpec, ThreadBackend
 from explorer.train.jobs import JobManager, resolve_backend
-from explorer.train.ray_backend import INSTALL, RayBackend, RemoteRun
+from explorer.train.ray_backend import INSTALL, LOOPBACK, RayBackend, RemoteRun
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def ray_cluster():
     # A Ray of its own (not one that `ray start` left on this machine); its workers import this explorer.
     ray.init(address="local", num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False,
+             _node_ip_address=LOOPBACK,
              log_to_driver=False, runtime_env={"py_modules": [str(ROOT / "explorer")], "excludes": ["__pycache__"]})
     yield
     ray.shutdown()

@@ -48,6 +48,10 @@ from explorer.train.worker import call_target
 INSTALL = "pip install -r requirements-cluster.txt -c constraints.txt"
 PROBE_SECONDS = 3.0  # how long an address may take to answer before the backend refuses it
 EXCHANGE_SECONDS = 0.5  # how often the app fetches a worker's records and sends it the controls
+# Where a Ray started on this machine listens: loopback. Not 127.0.0.1, which Ray (2.60,
+# services.resolve_ip_for_localhost) replaces by the machine's network address on purpose; any
+# 127.x.y.z is loopback on Linux, and Ray leaves 127.0.0.2 as it is.
+LOOPBACK = "127.0.0.2"
 ANSWER_SECONDS = 120.0  # a worker that answers no exchange for this long is given up as lost
 CLIENT_PORT, GCS_PORT = 10001, 6379  # Ray's default ports for ray:// and for a cluster's head
 # The Run methods a worker's RemoteRun forwards to the app, which the app carries out on the run folder.
@@ -80,7 +84,9 @@ class RayBackend:
                 # The cluster's workers import explorer from this copy, so they train the code the app shows.
                 ray.init(address=address, log_to_driver=False,
                          runtime_env={"py_modules": [os.path.dirname(explorer.__file__)], "excludes": ["__pycache__"]},
-                         **({"include_dashboard": False} if address in (None, "local") else {}))
+                         # A Ray started here stays on loopback: a class's server reaches nothing else.
+                         **({"include_dashboard": False, "_node_ip_address": LOOPBACK}
+                            if address in (None, "local") else {}))
             except Exception as error:  # noqa: BLE001 - Ray raises many kinds here; the user needs one sentence
                 where = f"the Ray cluster at {address}" if address else "a local Ray"
                 # Since Ray 2.59 a cluster may require its token; a client without it is refused in silence.
