@@ -372,6 +372,16 @@ def _run_dirs(args: argparse.Namespace, given: list[str]) -> list[str]:
                             progress=_bytes_progress(f"{text} weights") if show else None) for text in given]
 
 
+def _add_analysis_flags(parser: argparse.ArgumentParser) -> None:
+    """What lesion, landscape and evaluate share: the nets, where they run, JSON and the test set."""
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON list, one object per run, as the last line")
+    _add_test_set_flags(parser)
+
+
 def _add_test_set_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None, metavar="D",
                         help="for pretrained:cifar-resnet{D} nets: cifar10 (the default, downloaded on first use) or "
@@ -564,22 +574,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     lesion = commands.add_parser("lesion", help="delete blocks of trained runs at test time and measure the error "
                                                 "(Veit et al., 2016)")
-    lesion.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
     lesion.add_argument("--blocks", type=int, default=None, metavar="K",
                         help="delete up to K random blocks at once (default: all deletable blocks)")
     lesion.add_argument("--images", type=int, default=1000, metavar="N", help="the first N test images of each run")
     lesion.add_argument("--draws", type=int, default=5, help="random sets of k blocks drawn for each k")
     lesion.add_argument("--seed", type=int, default=0, help="seed of the random draws")
-    lesion.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    lesion.add_argument("--json", action="store_true", help="print one JSON list, one object per run, as the last line")
-    _add_test_set_flags(lesion)
+    _add_analysis_flags(lesion)
     lesion.set_defaults(run=command_lesion)
 
     landscape = commands.add_parser("landscape", help="test loss along filter-normalised random directions around "
                                                       "trained runs' weights (Li et al., 2018)")
-    landscape.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                           help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
     landscape.add_argument("--points", type=int, default=None, metavar="P",
                            help="points per axis (default: 41 for 1-D, 15 for 2-D)")
     landscape.add_argument("--span", type=float, default=1.0, metavar="S", help="the axis runs from -S to S")
@@ -589,22 +593,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seed of the directions (the same for a plain and a residual net of the same depth)")
     landscape.add_argument("--max-seconds", type=float, default=600.0,
                            help="refuse when the estimate is longer (0: no limit)")
-    landscape.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    landscape.add_argument("--json", action="store_true",
-                           help="print one JSON list, one object per run, as the last line")
-    _add_test_set_flags(landscape)
+    _add_analysis_flags(landscape)
     landscape.set_defaults(run=command_landscape)
 
     evaluate = commands.add_parser("evaluate", help="each net's test error: runs trained here and the published "
                                                     "converged CIFAR-10 ResNets (Table 6, live)")
-    evaluate.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                          help="a run folder, or pretrained:cifar-resnet{20,32,44,56,110,1202}")
     evaluate.add_argument("--images", type=int, default=None, metavar="N",
                           help="the first N test images of each (default: the whole test set)")
-    evaluate.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    evaluate.add_argument("--json", action="store_true",
-                          help="print one JSON list as the last line: run, model, error (a fraction), images, ...")
-    _add_test_set_flags(evaluate)
+    _add_analysis_flags(evaluate)
     evaluate.set_defaults(run=command_evaluate)
     return parser
 
