@@ -64,6 +64,7 @@ from app_preset import (CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, CpuSampler, Server
                         rss_mb, run_states, wait_for_script)
 from wire_clock import WireClock
 
+from explorer.train.presets import PRESETS
 from explorer.train.worker import WORKER_NICENESS
 from explorer.ui.failures import UNFORESEEN
 from explorer.ui.live import ACTIVE, CHART_REFRESH_SECONDS, REFRESH_SECONDS
@@ -203,8 +204,10 @@ class Student:
         return [label.rsplit(" · ", 1)[-1] for label in labels]  # "cifar-plain8 · 02f2": the folder's last 4
 
     def check_sees_only_own(self, runs_dir: Path) -> list[str]:
-        """Problems (none: this session's Runs page lists exactly its own runs)."""
+        """Problems (none: this session's Runs page lists exactly its own runs and the shared ones)."""
         own = {folder[-4:] for folder in self.own_runs(runs_dir)}
+        # and the shared ones (the instructor's demo): a student sees those too
+        own |= {folder[-4:] for folder, status in run_states(runs_dir).items() if status.get("owner") is None}
         listed = self.listed_run_ids()
         problems = []
         if set(listed) != own:
@@ -352,12 +355,42 @@ def autogroup(pid: int) -> str | None:
         return None
 
 
+def _seconds(value: float | None) -> str:
+    return "never (within 300 s)" if value is None else f"{value:.1f} s"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """inf (no answer) counts as the slowest; nan (not measured) is left out."""
     ordered = sorted(value for value in values if not math.isnan(value))
     if not ordered:
         return math.nan
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+DEMO_RUNS = 4  # the Fig. 6 preset's nets on a CPU
+
+
+def watch_demo(runs_dir: Path, instructor, out: dict, timeout: float = 600) -> None:
+    """Into ``out``: seconds from the instructor's Start click to the first and to all of the
+    preset's runs training (their status leaving "queued"), and how many students' runs queued at
+    the click started before the preset's last one did (none: the instructor's go first)."""
+    deadline = time.time() + timeout
+    queued_students = None
+    while time.time() < deadline and out.get("all_training_s") is None:
+        clicked = instructor.demo_clicked
+        states = run_states(runs_dir)
+        if clicked is not None and queued_students is None:
+            queued_students = {run for run, status in states.items()
+                               if status.get("owner") is not None and status.get("state") == "queued"}
+            out["students_runs_queued_at_the_click"] = len(queued_students)
+        started = [status for status in states.values()
+                   if status.get("owner") is None and status.get("state") not in (None, "queued")]
+        if clicked is not None and started and out.get("first_training_s") is None:
+            out["first_training_s"] = time.time() - clicked
+        if clicked is not None and len(started) >= DEMO_RUNS:
+            out["all_training_s"] = time.time() - clicked
+            out["students_started_first"] = sum(states[run].get("state") != "queued" for run in queued_students)
+        time.sleep(0.1)
 
 
 def all_done(runs_dir: Path, count: int) -> bool:
@@ -398,6 +431,9 @@ class InstructorPage(threading.Thread):
         self.opened, self.begin, self.finish = threading.Event(), threading.Event(), threading.Event()
         self.failure: BaseException | None = None
         self.reload_failures: list[str] = []
+        # Set when the last wave has pressed Start: the instructor then starts the Fig. 6 preset.
+        self.demo = threading.Event()
+        self.demo_clicked: float | None = None
 
     def run(self) -> None:
         from playwright.sync_api import sync_playwright
@@ -413,6 +449,9 @@ class InstructorPage(threading.Thread):
                 self.begin.wait()  # until the class begins: the server's warm-up has ended
                 titles = ("Runs", "Train")
                 while not self.finish.wait(INSTRUCTOR_PAUSE_S):
+                    if self.demo.is_set() and self.demo_clicked is None:
+                        self.demo_clicked = self._start_demo(page)
+                        continue
                     title = titles[len(self.clicks) % 2]
                     training = any_training(self.runs_dir)
                     click = page.go(title)
@@ -427,6 +466,17 @@ class InstructorPage(threading.Thread):
         except BaseException as error:  # noqa: BLE001 - reported by the class, in its thread
             self.failure = error
             self.opened.set()
+
+    def _start_demo(self, page: Student) -> float:
+        """The instructor starts the Fig. 6 preset on the projector: time.time() of the Start click."""
+        page.go("Train")
+        page.page.get_by_text(PRESETS["fig6"].title_on("cpu")).first.click()
+        start = page.page.get_by_role("button", name="Start")
+        start.wait_for(timeout=CLICK_TIMEOUT_S * 1000)
+        wait_for_script(page.page)
+        clicked = time.time()
+        start.click()
+        return clicked
 
     def wait_opened(self) -> None:
         self.opened.wait()
@@ -451,6 +501,7 @@ def run_class(sessions: int, wave: int, steps: int, students_niceness: int, dead
     started = time.time()
     clicks: list[dict] = []
     problems: list[str] = []
+    demo: dict = {}  # the instructor's Fig. 6 preset in the last wave (watch_demo)
     waves = []
     try:
         with contextlib.ExitStack() as stack:
@@ -499,9 +550,12 @@ def run_class(sessions: int, wave: int, steps: int, students_niceness: int, dead
                     training_from = time.monotonic()
                     for student in group:  # ...and starts within seconds of each other
                         student.start(runs_dir)
+                    if first + wave >= sessions:  # the last wave: the instructor's demo, behind the class's queue
+                        instructor.demo.set()
+                        threading.Thread(target=watch_demo, args=(runs_dir, instructor, demo), daemon=True).start()
                     server_groups |= {(autogroup(pid) or "?").split(" ")[0]
                                       for pid in [server.pid, *descendants(server.pid)]}
-                    expected = 2 * len(students)
+                    expected = 2 * len(students) + (DEMO_RUNS if instructor.demo.is_set() else 0)
                     wave_clicks = []
                     # Each open session clicks to the Runs page and back, at least once and until the
                     # wave's runs have ended; whether any run was queued or training is noted per click.
@@ -563,11 +617,13 @@ def run_class(sessions: int, wave: int, steps: int, students_niceness: int, dead
                 owners.setdefault(status.get("owner"), []).append(status.get("state"))
             keys = {student.key for student in students}
             return {
+                "demo": {"first_training_s": None, "all_training_s": None, "students_runs_queued_at_the_click": None,
+                         "students_started_first": None, **demo},
                 "runs": len(states), "completed": sum(s.get("state") == "completed" for s in states.values()),
                 "states": sorted({s.get("state") for s in states.values()}),
                 "sessions": len(students), "distinct_keys": len(keys),
                 "every_session_two_runs": all(len(owners.get(key, [])) == 2 for key in keys),
-                "runs_of_no_session": sum(len(v) for owner, v in owners.items() if owner not in keys),
+                "runs_of_no_session": sum(len(v) for owner, v in owners.items() if owner not in keys),  # the demo's
                 "problems": problems, "start_retries": sum(student.start_retries for student in students),
                 "clicks": clicks, "instructor_clicks": instructor_clicks, "waves": waves, "cpu": cpu.used(),
                 # This script's tree: the server's, the clock's, Playwright's drivers and Chromium, and this process.
@@ -627,7 +683,10 @@ def main():
         "no page showed an exception or a failure message (students' and instructor's, each page as it was left "
         "and as it was shown)": failures_on_screen == 0,
         f"every click showed the page it asked for (within {CLICK_TIMEOUT_S} s)": lost == 0 and teacher_lost == 0,
-        "every run completed": result["runs"] == 2 * args.sessions and result["completed"] == result["runs"],
+        "every run completed": result["runs"] == 2 * args.sessions + DEMO_RUNS and result["completed"] == result["runs"],
+        "the instructor's Fig. 6 preset, started behind the class's queued runs, takes the next free slots: no "
+        "student's run queued at its click starts before it":
+            result["demo"]["all_training_s"] is not None and result["demo"]["students_started_first"] == 0,
         "no session saw another's runs": not result["problems"] and result["every_session_two_runs"],
         f"a student's click while runs train is answered by the server within 1 s at the 95th percentile "
         f"(request in to title out, on the wire; at least {args.sessions} such clicks)":
@@ -687,6 +746,13 @@ def main():
         f"- Runs: {result['runs']} ({result['completed']} completed; states {', '.join(result['states'])}), "
         f"{result['distinct_keys']} distinct session keys, every session with exactly its two: "
         f"{result['every_session_two_runs']}; runs of no session: {result['runs_of_no_session']}.",
+        f"- The instructor's demo: with the last wave's runs started ({result['demo']['students_runs_queued_at_the_click']} "
+        f"students' runs queued), the instructor's page started the Fig. 6 preset ({DEMO_RUNS} nets). From the Start "
+        f"click, its first run trained after {_seconds(result['demo']['first_training_s'])} and all {DEMO_RUNS} after "
+        f"{_seconds(result['demo']['all_training_s'])}; students' runs queued at the click that started before the "
+        f"preset's last run: {result['demo']['students_started_first']}. Shared runs take the next free slots ahead of "
+        "the students' queued runs; the wait is for the students' runs already training to end (they are not "
+        "preempted).",
         f"- Sessions that saw another's runs or missed their own: {len(result['problems'])}"
         + (f" ({'; '.join(result['problems'][:3])})" if result["problems"] else "") + ".",
         f"- A click on the sidebar (Train to Runs or back): the students' {len(clicks)} clicks, {len(busy)} of them "

@@ -313,8 +313,10 @@ def landscape_reading(results: list[dict]) -> list[str]:
             "clearly non-convex" if nonconvexity is not None else "too flat to say")
         gaps = f"; {smooth['gaps']} points gave NaN or infinite losses (gaps)" if smooth.get("gaps") else ""
         centre = "-" if result["centre_loss"] is None else f"{result['centre_loss']:.3f}"  # NaN: kept as None
+        error = result.get("centre_error")
+        error = f" (test error {error:.1%})" if isinstance(error, (int, float)) else ""  # plain runs beside converged nets
         lines.append(f"**{result['label']}** ({result['weights']} weights): loss {centre} at its "
-                     f"weights, up to {max(_flat(result['loss'])):,.1f} at the edge; non-convexity "
+                     f"weights{error}, up to {max(_flat(result['loss'])):,.1f} at the edge; non-convexity "
                      f"{'-' if nonconvexity is None else f'{nonconvexity:.3f}'} ({shape}), "
                      f"{smooth['local_minima']} strict local minim{'um' if smooth['local_minima'] == 1 else 'a'}"
                      f"{gaps}.")
