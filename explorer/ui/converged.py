@@ -7,6 +7,8 @@ said in one line, and the page goes on with the runs trained here.
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from explorer.analysis.runs import RunRecords, read_run
@@ -15,6 +17,8 @@ from explorer.models.published import PUBLISHED, published_net
 from explorer.train.pretrained import available_here, check_available, pretrained_run
 
 TEST_SET_KEY = "converged_test_set"
+REFUSED_KEY = "converged_refused"  # (spec, test set) -> (time.monotonic(), why), this session's
+REFUSAL_SECONDS = 60.0
 FOLDER_KEY = "converged_folder"
 NO_PLAIN = ("No converged plain net of the paper's design is published, so the plain nets here are runs trained on "
             "this machine, far from convergence: compare their errors, shown beside, before comparing anything else.")
@@ -65,9 +69,18 @@ def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...], 
     if not chosen or not ready:
         return []
     records = []
+    refused = st.session_state.setdefault(REFUSED_KEY, {})
     for spec in chosen:
         try:
-            check_available(spec, dataset)
+            # Offline, asking the network again takes seconds: a refusal stands for a minute in this session.
+            when, message = refused.get((spec, dataset), (0.0, ""))
+            if time.monotonic() - when < REFUSAL_SECONDS:
+                raise ValueError(message)
+            try:
+                check_available(spec, dataset)
+            except ValueError as error:
+                refused[(spec, dataset)] = (time.monotonic(), str(error))
+                raise
             with st.spinner(f"Loading {converged_name(spec)}"):
                 records.append(read_run(str(pretrained_run(spec, dataset))))
         except ValueError as error:
