@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from explorer.ui.failures import failures_shown  # noqa: E402
+from explorer.ui.i18n import choose_language  # noqa: E402
 from explorer.ui.jobs import warm_workers  # noqa: E402
 from explorer.ui.navigation import app_pages  # noqa: E402
 from explorer.ui.rerun_requests import keep_the_page_a_click_asked_for  # noqa: E402
@@ -26,6 +27,7 @@ from explorer.ui.warmup import start_background_warmup  # noqa: E402
 st.set_page_config(page_title="ResNet Explorer", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 with failures_shown("The app", stop=True):
     keep_the_page_a_click_asked_for()  # before any session's second request is folded
+    choose_language()  # before any text: every page and the sidebar speak this session's language
     start_background_warmup()
     warm_workers()
     navigation = st.navigation(list(app_pages().values()))  # new page objects for this run: they hold its state

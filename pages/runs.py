@@ -31,7 +31,7 @@ selection = st.dataframe(
     # (model and tag; the folder name is in the CSV and the configuration below), and the message
     # last, wrapping into what is left.
     column_order=["run", "whose", "state", "dataset", "steps", "train_error_percent", "test_error_percent",
-                  "images_per_sec", "message"],
+                  "images_per_sec", "precision", "message"],
     column_config={"run": st.column_config.TextColumn(width=170, pinned=True),
                    "whose": st.column_config.TextColumn(width=70),
                    "state": st.column_config.TextColumn(width=85),
@@ -40,6 +40,7 @@ selection = st.dataframe(
                    "train_error_percent": st.column_config.NumberColumn("train err", format="%.1f%%", width=75),
                    "test_error_percent": st.column_config.NumberColumn("test err", format="%.1f%%", width=70),
                    "images_per_sec": st.column_config.NumberColumn("images/s", format="%.0f", width=70),
+                   "precision": st.column_config.TextColumn(width=70),
                    "message": st.column_config.TextColumn(width="large")},
     hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row", key="runs-table",
 )
@@ -51,6 +52,11 @@ if records:
     st.caption(f"Training error averaged over each logging interval; {augmentation_note(records)}.")
 for record in records:
     with st.expander(f"{record.label}: configuration"):
+        environment = Run(record.run_dir).status().get("environment") or {}
+        if environment.get("precision"):
+            st.caption(f"Trained on {environment.get('device', '?')} in {environment['precision']}"
+                       f"{', compiled' if environment.get('compiled') else ''}: "
+                       f"{environment.get('precision_reason', '')}")
         st.json(Run(record.run_dir).config())
     for problem in record.problems:
         st.caption(f"{record.label}: {problem}")

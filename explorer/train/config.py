@@ -18,6 +18,7 @@ from explorer.fields import add_flags, check_fields, setting, values_from_args
 from explorer.models import resolve
 from explorer.models.blocks import SHORTCUT_OPTIONS
 from explorer.models.cost import MAX_BATCH_SIZE
+from explorer.train.precision import COMPILE_CHOICES, PRECISION_CHOICES
 
 MAX_STEPS = 10_000_000
 
@@ -73,6 +74,12 @@ class RunConfig:
     probes: ProbeConfig = dataclasses.field(default_factory=ProbeConfig)
     seed: int = setting(0, help="random seed (weights, data order, augmentation)", low=0, high=2**31 - 1)
     device: str = setting("auto", help="where to train", choices=DEVICE_CHOICES)
+    precision: str = setting("auto", help="number format of training steps: bf16 autocast where the processor "
+                             "computes bfloat16 natively (auto), or as asked; probes always run in fp32",
+                             choices=PRECISION_CHOICES)
+    compile: str = setting("auto", help="torch.compile the model: auto compiles on CUDA only (on a CPU the "
+                           "compile time outweighs what a short run gains; bench/train_throughput.py)",
+                           choices=COMPILE_CHOICES)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,6 +93,8 @@ class RunConfig:
             probes=ProbeConfig(**record.get("probes", {})),
             seed=record.get("seed", 0),
             device=record.get("device", "auto"),
+            precision=record.get("precision", "auto"),
+            compile=record.get("compile", "auto"),
         )
 
     def replace(self, **sections) -> "RunConfig":

@@ -131,7 +131,8 @@ class Preset:
         lines += ["", f"Final training error over the seeds: {finals}."]
         return "\n".join(lines)
 
-    def configs(self, device_type: str, dataset: str | None = None, seed: int = 0) -> list[RunConfig]:
+    def configs(self, device_type: str, dataset: str | None = None, seed: int = 0, precision: str = "auto",
+                compile: str = "auto") -> list[RunConfig]:
         """One RunConfig per model, the same data, seed and schedule for all."""
         schedule = self.schedule(device_type)
         configs = []
@@ -149,6 +150,8 @@ class Preset:
                                    eval_every=schedule.eval_every, checkpoint_every=max(schedule.eval_every, 100)),
                 seed=seed,
                 device=device_type if device_type in ("cuda", "mps") else "cpu",
+                precision=precision,
+                compile=compile,
             ))
         return configs
 
@@ -235,7 +238,7 @@ SHORT_RUN_STEPS = 10_000  # below this, the learning rate drops once, for the la
 
 def custom_configs(models: list[str], dataset: str, steps: int, batch_size: int, lr: float, device: str,
                    train_size: int | None = None, seed: int = 0, image_size: int = 32,
-                   augment: bool = True) -> list[RunConfig]:
+                   augment: bool = True, precision: str = "auto", compile: str = "auto") -> list[RunConfig]:
     """The same settings for every model, for a comparison the user builds.
 
     The learning rate drops by 10 at 50% and 75% of the steps, as the paper, for runs of
@@ -249,6 +252,6 @@ def custom_configs(models: list[str], dataset: str, steps: int, batch_size: int,
         optim=OptimConfig(steps=steps, batch_size=batch_size, lr=lr, lr_milestones=milestones),
         probes=ProbeConfig(probe_every=max(1, steps // 20), log_every=log_every, eval_every=max(log_every, steps // 10),
                            checkpoint_every=max(100, steps // 10)),
-        seed=seed, device=device,
+        seed=seed, device=device, precision=precision, compile=compile,
     )
     return [dataclasses.replace(base, model=ModelConfig(name=name)) for name in models]

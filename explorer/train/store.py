@@ -259,6 +259,7 @@ class Run:
         status, config = self.shown_status(live_run_dirs), self.config()
         last = last_records(self.path / "metrics.jsonl", {split: {"split": split} for split in ("train", "test")})
         model, data = config.get("model"), config.get("data")
+        environment = status.get("environment") if isinstance(status.get("environment"), dict) else {}
         return {
             "run_dir": str(self.path), "id": self.id, "state": status.get("state"), "message": status.get("message", ""),
             "model": model.get("name") if isinstance(model, dict) else None,
@@ -266,6 +267,7 @@ class Run:
             "step": status.get("step", 0), "total_steps": status.get("total_steps"),
             "train_error": last.get("train", {}).get("error"), "test_error": last.get("test", {}).get("error"),
             "images_per_sec": status.get("images_per_sec"), "checkpoint_step": status.get("checkpoint_step"),
+            "precision": environment.get("precision"), "compiled": environment.get("compiled"),
         }
 
 

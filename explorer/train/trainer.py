@@ -2,7 +2,9 @@
 
 Fast where it matters: the data set lives on the device as uint8 and is augmented in whole
 batches there; loss and error are summed on the device and read once per logging step; bf16
-autocast on CUDA, channels_last on CUDA and the CPU. Evaluation is kept out of the training time.
+autocast where the processor computes bfloat16 natively (explorer/train/precision.py),
+channels_last on CUDA and the CPU, torch.compile where it pays. Evaluation is kept out of the
+training time; probes run in fp32.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from explorer.models.cost import check_fits
 from explorer.models.mode import evaluating
 from explorer.threads import cpu_thread_share
 from explorer.train.config import OptimConfig, RunConfig, validate
+from explorer.train.precision import compile_failure, autocast, compiled, resolve_compile, resolve_precision
 from explorer.train.probes import GradientProbe, measure_responses, weight_grad_norms
 from explorer.train.store import Run, disk_full_message, is_disk_full
 
@@ -159,7 +162,7 @@ class Training:
     run: Run
     control: Control
     device: torch.device
-    model: nn.Module
+    model: nn.Module  # the module itself: probes, checkpoints and evaluation use it
     optimizer: torch.optim.Optimizer
     train_loader: DeviceLoader
     test_loader: DeviceLoader
@@ -167,12 +170,11 @@ class Training:
     start_step: int  # 0, or the checkpoint's step when resuming
     total_steps: int
     steps_per_epoch: int
+    precision: str  # "fp32" or "bf16": what training steps run in (probes always run in fp32)
+    step_model: nn.Module  # what training steps call: ``model``, or torch.compile's wrapper of it
 
     def autocast(self):
-        # bf16 on CUDA; the CPU and MPS train in fp32.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.precision)
 
 
 @dataclass
@@ -269,10 +271,15 @@ def _prepare(config: RunConfig, run: Run, control: Control, dataset: ImageDatase
     test_loader = DeviceLoader(dataset.x_test, dataset.y_test, EVAL_BATCH, augment=False, shuffle=False,
                                **loader_options)
     probe_images, _ = test_loader.batch(torch.arange(min(config.probes.probe_batch, len(dataset.x_test))))
+    precision, precision_reason = resolve_precision(config.precision, device)
+    step_model, compile_note = model, None
+    if resolve_compile(config.compile, device):
+        step_model, compile_note = compiled(model)
     run.set_status("running", f"training on {describe_device(device)}", step=start_step, total_steps=total_steps,
-                   environment=environment(device))
+                   environment={**environment(device), "precision": precision, "precision_reason": precision_reason,
+                                "compiled": step_model is not model, "compile_note": compile_note})
     return Training(config, run, control, device, model, optimizer, train_loader, test_loader, probe_images,
-                    start_step, total_steps, steps_per_epoch)
+                    start_step, total_steps, steps_per_epoch, precision, step_model)
 
 
 class _Tally:
@@ -340,12 +347,14 @@ def _loop(t: Training, progress: Progress) -> TrainResult:
         for group in t.optimizer.param_groups:
             group["lr"] = lr
         probing = probes.probe_every and step % probes.probe_every == 0
-        with GradientProbe(t.model) if probing else contextlib.nullcontext() as gradient_probe:
-            with t.autocast():
+        if probing:  # fp32 and eager, so that probes compare across machines and see every module
+            with GradientProbe(t.model) as gradient_probe:
                 logits = t.model(images)
-            loss = F.cross_entropy(logits.float(), labels)
-            t.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+                loss = F.cross_entropy(logits.float(), labels)
+                t.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+        else:
+            logits, loss = _step_forward_backward(t, images, labels)
         if probing:
             _record_probes(t, step, gradient_probe)
         t.optimizer.step()
@@ -382,6 +391,26 @@ def _loop(t: Training, progress: Progress) -> TrainResult:
     return _finish(run, progress, "completed", f"completed {t.total_steps} steps")
 
 
+def _step_forward_backward(t: Training, images: torch.Tensor, labels: torch.Tensor):
+    """(logits, loss) of one training step, gradients computed; a compiled model that fails to
+    compile (at its first call) is dropped for the module itself, with one logged line."""
+    try:
+        with t.autocast():
+            logits = t.step_model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return logits, loss
+    except Exception as error:  # noqa: BLE001 - only a compiled model's failure is caught here
+        if t.step_model is t.model:
+            raise
+        note = compile_failure(error)
+        t.step_model = t.model
+        t.run.update_status(environment={**t.run.status().get("environment", {}), "compiled": False,
+                                         "compile_note": note})
+        return _step_forward_backward(t, images, labels)
+
+
 def _endless(loader: DeviceLoader):
     """The loader's batches, epoch after epoch (each epoch reshuffled)."""
     while True:
@@ -398,8 +427,7 @@ def _wait_while_paused(t: Training, step: int) -> None:
 def _record_probes(t: Training, step: int, gradient_probe: GradientProbe) -> None:
     t.run.append_probe({"step": step, "kind": "grad_norm", "blocks": gradient_probe.read(),
                         "layers": weight_grad_norms(t.model)})
-    with t.autocast():
-        t.run.append_probe({"step": step, "kind": "response_std", "layers": measure_responses(t.model, t.probe_images)})
+    t.run.append_probe({"step": step, "kind": "response_std", "layers": measure_responses(t.model, t.probe_images)})
 
 
 def _record_final_probes(t: Training, batch) -> None:
@@ -411,9 +439,8 @@ def _record_final_probes(t: Training, batch) -> None:
     they were (a train-mode forward moves them)."""
     images, labels = batch
     buffers = {name: buffer.clone() for name, buffer in t.model.named_buffers()}
-    with GradientProbe(t.model) as gradient_probe:
-        with t.autocast():
-            logits = t.model(images)
+    with GradientProbe(t.model) as gradient_probe:  # in fp32, as every probe
+        logits = t.model(images)
         t.optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(logits.float(), labels).backward()
     t.optimizer.zero_grad(set_to_none=True)

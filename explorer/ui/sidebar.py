@@ -3,6 +3,7 @@
 import streamlit as st
 
 from explorer.device import describe_device, resolve_device
+from explorer.ui.i18n import language_switch
 from explorer.ui.session import remember, viewer
 
 
@@ -14,6 +15,7 @@ def _device_line() -> str:
 
 def render_sidebar() -> None:
     with st.sidebar:
+        language_switch()
         who = viewer()
         st.caption(f"Running on {_device_line()}")
         st.caption("You are the instructor: you see and control every run, and the runs you start are shared "

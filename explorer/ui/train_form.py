@@ -8,6 +8,7 @@ import streamlit as st
 
 from explorer.data import BUILT_IN_IMAGE_DATASETS
 from explorer.device import DEVICE_CHOICES
+from explorer.train.precision import COMPILE_CHOICES, PRECISION_CHOICES
 from explorer.train.presets import PRESETS, SHORT_RUN_STEPS, custom_configs
 from explorer.ui.jobs import job_manager, shared_manager
 from explorer.ui.session import viewer
@@ -61,6 +62,17 @@ def train_form(choice: str, on_gpu: bool) -> None:
             columns[5].checkbox("Augment", value=on_gpu or cpu.augment, key="train_augment",
                                 help="The paper's pad-4 random crop and flip. Off in the CPU presets: on 16-pixel "
                                      "images it slows a one-minute run's learning a lot.")
+        with st.expander("Advanced settings"):
+            columns = st.columns(2)
+            columns[0].selectbox(
+                "Precision", PRECISION_CHOICES, key="train_precision",
+                help="auto: bf16 autocast where the processor computes bfloat16 natively (recent GPUs; CPUs with "
+                     "AVX512-BF16 or AMX), else fp32. bf16 on a processor without it is emulated and slower. "
+                     "Layer responses and gradient norms are always measured in fp32.")
+            columns[1].selectbox(
+                "torch.compile", COMPILE_CHOICES, key="train_compile",
+                help="auto: on a GPU only. On a CPU compiling takes longer than a short run gains (measured "
+                     "in bench/results/train-throughput-*); a failed compile trains without it.")
         st.form_submit_button("Start", icon=":material/play_arrow:", type="primary", on_click=_start,
                               args=(choice, clicks))
         if choice not in PRESETS:
@@ -100,14 +112,16 @@ def _start(choice: str, clicks_when_drawn: int) -> None:
         state[PROBLEM_KEY] = f"Cannot start: {error}"
         return
     dataset, seed = state["train_dataset"], int(state["train_seed"])
+    speed = dict(precision=state.get("train_precision", "auto"), compile=state.get("train_compile", "auto"))
     if choice in PRESETS:
-        configs = PRESETS[choice].configs(device, dataset=dataset, seed=seed)
+        configs = PRESETS[choice].configs(device, dataset=dataset, seed=seed, **speed)
     else:
         names = ([f"cifar-plain{state['train_depth']}", f"cifar-resnet{state['train_depth']}"] if choice == "quick"
                  else list(state["train_models"]))
         configs = custom_configs(names, dataset, int(state["train_steps"]), int(state["train_batch"]),
                                  float(state["train_lr"]), device, int(state["train_images"]), seed=seed,
-                                 image_size=int(state["train_image_size"]), augment=bool(state["train_augment"]))
+                                 image_size=int(state["train_image_size"]), augment=bool(state["train_augment"]),
+                                 **speed)
     if not configs:
         state[PROBLEM_KEY] = "Pick at least one model."
         return

@@ -1,0 +1,133 @@
+"""Which number format a run trains in, chosen per machine, and torch.compile where it pays.
+
+bfloat16 autocast speeds up training only where the processor computes bfloat16 natively:
+CUDA GPUs from Ampere on, and CPUs with AVX512-BF16 (AMD Zen 4/5, Intel Xeon since Cooper Lake)
+or AMX (Intel Sapphire Rapids and later). Elsewhere oneDNN emulates it, and a CPU run gets slower
+(measured in bench/results/train-throughput-*): there ``auto`` keeps fp32.
+
+Probes (layer responses, gradient norms) are always measured in fp32, so a figure made on a
+machine with bfloat16 compares with one made without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+
+import torch
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+COMPILE_CHOICES = ("auto", "on", "off")
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_support() -> str | None:
+    """The CPU feature that computes bfloat16 natively ("AMX", "AVX512-BF16"), or None.
+
+    torch's own run-time checks of the processor (the ones its CPU kernels dispatch on) where this
+    torch has them; /proc/cpuinfo's flags otherwise. oneDNN's ``_is_mkldnn_bf16_supported`` is not
+    enough on its own: it also answers yes on AVX-512 processors that only emulate bfloat16.
+    """
+    checks = torch.cpu  # torch >= 2.3: cpuinfo's own reading, as torch's kernels dispatch on it
+    amx = getattr(checks, "_is_amx_tile_supported", None)
+    avx512_bf16 = getattr(checks, "_is_avx512_bf16_supported", None)
+    if amx is not None and avx512_bf16 is not None:
+        if amx():
+            return "AMX"
+        return "AVX512-BF16" if avx512_bf16() else None
+    flags = _cpuinfo_flags()
+    if "amx_bf16" in flags:
+        return "AMX"
+    return "AVX512-BF16" if "avx512_bf16" in flags else None
+
+
+def _cpuinfo_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return cpu_bf16_support() is not None
+    return False
+
+
+def resolve_precision(choice: str, device: torch.device) -> tuple[str, str]:
+    """(``"fp32"`` or ``"bf16"``, why): what a run on ``device`` trains in when ``choice`` is asked.
+
+    A bf16 asked for where the processor lacks it runs (emulated, slower) and says so; MPS trains in
+    fp32 only.
+    """
+    if choice not in PRECISION_CHOICES:
+        raise ValueError(f"unknown precision {choice!r}; valid: {', '.join(PRECISION_CHOICES)}")
+    native = native_bf16(device)
+    where = _processor(device)
+    if device.type == "mps":
+        if choice == "bf16":
+            raise ValueError("bf16 training is not supported on MPS here; use --precision fp32 or auto")
+        return "fp32", "fp32: MPS trains in fp32"
+    if choice == "fp32":
+        return "fp32", "fp32, as asked"
+    if choice == "bf16":
+        if native:
+            return "bf16", f"bf16 autocast, as asked ({where} computes bfloat16 natively)"
+        return "bf16", (f"bf16 autocast, as asked, but {where} has no native bfloat16: it is emulated and "
+                        "slower than fp32")
+    if native:
+        return "bf16", f"bf16 autocast: {where} computes bfloat16 natively"
+    return "fp32", f"fp32: {where} has no native bfloat16 (emulated, it would be slower)"
+
+
+def _processor(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "this GPU"
+    feature = cpu_bf16_support() if device.type == "cpu" else None
+    return f"this CPU ({feature})" if feature else "this CPU"
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a training step's forward pass runs in."""
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# torch.compile on the CPU, measured by bench/train_throughput.py on 2 cores (see its record): the
+# compile time is paid again in every run's worker process, and the presets' runs are too short to
+# win it back. ``auto`` compiles on CUDA only, where the paper's schedule runs for hours.
+def resolve_compile(choice: str, device: torch.device) -> bool:
+    if choice not in COMPILE_CHOICES:
+        raise ValueError(f"unknown compile setting {choice!r}; valid: {', '.join(COMPILE_CHOICES)}")
+    if choice == "auto":
+        return device.type == "cuda"
+    return choice == "on"
+
+
+def compiled(model: torch.nn.Module) -> tuple[torch.nn.Module, str | None]:
+    """(the model to train, a one-line note): ``torch.compile``'s module, or ``model`` itself with why not.
+
+    Compilation happens at the first call, so the caller runs one step through ``first_step``;
+    this only wraps. A platform where torch.compile is not available says so and trains eagerly.
+    """
+    try:
+        return torch.compile(model), None
+    except Exception as error:  # noqa: BLE001 - any failure to compile trains eagerly instead
+        return model, compile_failure(error)
+
+
+def compile_failure(error: BaseException) -> str:
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    note = f"torch.compile failed ({type(error).__name__}{': ' + line[:160] if line else ''}); training eagerly"
+    log.warning(note)
+    return note
