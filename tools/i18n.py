@@ -68,15 +68,23 @@ def placeholders(text: str) -> set[str]:
         return {"<unbalanced braces>"}
 
 
-def load(language: str) -> Catalog:
-    with open(catalog_path(language), "rb") as po:
+def load(language: str, path: Path | None = None) -> Catalog:
+    with open(path or catalog_path(language), "rb") as po:
         return read_po(po, locale=language, domain=DOMAIN)
 
 
-def problems(language: str) -> list[str]:
-    """Everything that keeps ``language``'s catalog from matching the code."""
-    code, catalog = extracted(), load(language)
+def problems(language: str, part: Path | None = None, files: list[str] | None = None) -> list[str]:
+    """Everything that keeps ``language``'s catalog (or a partial one, for ``files``) from matching the code."""
+    code, catalog = extracted(), load(language, part)
     found = marked_calls_without_literal()
+    if files:
+        wanted_files = {str(Path(file)) for file in files}
+        found = [problem for problem in found if problem.split(":")[0] in wanted_files]
+        kept = Catalog(domain=DOMAIN)
+        for message in code:
+            if message.id and any(location[0] in wanted_files for location in message.locations):
+                kept[message.id] = message
+        code = kept
     for message in code:
         if not message.id:
             continue
@@ -94,7 +102,7 @@ def problems(language: str) -> list[str]:
                     found.append(f"placeholders differ: {key!r} has {sorted(wanted)}, the translation "
                                  f"{sorted(placeholders(text))}")
     for entry in catalog:
-        if entry.id and code.get(entry.id, context=entry.context) is None:
+        if entry.id and code.get(entry.id, context=entry.context) is None and not files:
             key = entry.id if isinstance(entry.id, str) else entry.id[0]
             found.append(f"unused: {key!r}")
     return found
@@ -138,6 +146,10 @@ def main(argv: list[str]) -> int:
             update(language)
     elif command == "merge":
         merge("ko", argv[1:])
+    elif command == "check-part":  # check-part PART.po FILE... : a translator's part, for the files it covers
+        found = problems("ko", Path(argv[1]), argv[2:])
+        print("\n".join(found) or "every message of these files is translated in " + argv[1])
+        return 1 if found else 0
     elif command == "check":
         found = [f"{language}: {problem}" for language in TRANSLATED for problem in problems(language)]
         print("\n".join(found) or "every message is translated")

@@ -49,6 +49,12 @@ def _(message: str) -> str:
     return translations(language()).gettext(message)
 
 
+def translate(text: str) -> str:
+    """A text marked with ``N_`` where it was defined (a table's title, a preset's caption), in this
+    session's language."""
+    return translations(language()).gettext(text)
+
+
 def ngettext(singular: str, plural: str, count: int) -> str:
     return translations(language()).ngettext(singular, plural, count)
 
