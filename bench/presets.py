@@ -1,6 +1,6 @@
 """The Train page's presets on this machine, run as the app runs them: what each shows, on how many seeds, and how long.
 
-    python bench/presets.py [--presets fig1,fig6] [--seeds 0-9] [--repeat-seed 0] [--device auto]
+    python bench/presets.py [--presets fig1,fig6] [--seeds 0-9] [--repeat-seed 0] [--device auto] [--dataset NAME]
 
 Each preset's nets are submitted together to a JobManager with the app's backend (worker
 processes) and slots, and the preset's schedule for the device. Recorded per preset and seed: the
@@ -12,6 +12,12 @@ presets' pages read the counts from this record.
 Fig. 7's preset trains the same nets on the same schedule as Fig. 6 and only probes more often, so
 its claim (smaller responses in the ResNets) is checked on the Fig. 6 runs. ``--repeat-seed`` runs
 one seed of each preset a second time and records whether the curves are the same.
+
+``--dataset`` trains on other data than the schedule's: real images (``cifar10``, or
+``folder:PATH``, such as the CIFAR-10 subset of ../shared exported as a folder) are recorded apart,
+as ``presets-real-images``, and the pages quote that table when the presets train on real images.
+With ``--presets fig6`` alone, Fig. 1's claim is also checked on the Fig. 6 runs (the same two
+plain nets, seeds and schedule), without Fig. 1's own wall time.
 """
 
 import argparse
@@ -38,12 +44,12 @@ def final_numbers(run_dir: str) -> dict:
             "train_curve": [round(m["error"], 6) for m in record.metrics if m["split"] == "train"]}
 
 
-def run_preset(key: str, device_type: str, seed: int) -> dict:
+def run_preset(key: str, device_type: str, seed: int, dataset: str | None = None) -> dict:
     preset = PRESETS[key]
     with tempfile.TemporaryDirectory() as folder:
         manager = JobManager(folder, max_concurrent=APP_SLOTS)
         start = time.perf_counter()
-        jobs = manager.submit_group(preset.configs(device_type, seed=seed), group=f"{key}-{seed}")
+        jobs = manager.submit_group(preset.configs(device_type, dataset=dataset, seed=seed), group=f"{key}-{seed}")
         for job in jobs:
             manager.wait(job.run_dir)
             assert job.result.state == "completed", job.result.message
@@ -74,6 +80,8 @@ def main():
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--repeat-seed", type=int, default=0, help="run this seed twice (-1: none)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dataset", default=None, help="instead of the schedule's data (real images: see above)")
+    parser.add_argument("--dataset-note", default="", help="what the data is, for the record (e.g. a subset)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     seeds = parse_seeds(args.seeds)
@@ -82,16 +90,21 @@ def main():
     for key in keys:
         results[key] = []
         for seed in seeds:
-            results[key].append(run_preset(key, device.type, seed))
+            results[key].append(run_preset(key, device.type, seed, args.dataset))
             numbers = {name: round(m["train_error"] * 100, 1) for name, m in results[key][-1]["models"].items()}
             print(key, seed, f"{results[key][-1]['seconds']:.0f} s", numbers, flush=True)
         if args.repeat_seed >= 0:
-            again = run_preset(key, device.type, args.repeat_seed)
+            again = run_preset(key, device.type, args.repeat_seed, args.dataset)
             first = next(r for r in results[key] if r["seed"] == args.repeat_seed)
             repeats[key] = {"seed": args.repeat_seed, "same_curves": all(
                 again["models"][name]["train_curve"] == first["models"][name]["train_curve"] for name in first["models"])}
     if "fig6" in results and "fig7" not in keys:
         results["fig7"] = results["fig6"]  # the same nets and schedule; see the docstring
+    reused_for_fig1 = "fig6" in results and "fig1" not in keys
+    if reused_for_fig1:
+        results["fig1"] = [{**run, "models": {name: numbers for name, numbers in run["models"].items()
+                                              if name in PRESETS["fig1"].cpu_models}} for run in results["fig6"]]
+    dataset = args.dataset or PRESETS[keys[0]].schedule(device.type).dataset
 
     schedule = PRESETS[keys[0]].schedule(device.type)
     lines = [f"# The Train page's presets on {device.type.upper()}, run as the app runs them", "",
@@ -101,8 +114,11 @@ def main():
              f"{schedule.steps} steps at batch {schedule.batch_size}, lr {schedule.lr:g}"
              + (f" after {schedule.warmup_steps} warm-up steps at {schedule.warmup_lr:g}" if schedule.warmup_steps else "")
              + f" (divided by 10 at {', '.join(f'{m:.0%}' for m in schedule.lr_milestones)} of the steps), "
-             f"{schedule.train_size or 'all'} images of {schedule.dataset} at {schedule.image_size}x{schedule.image_size}.",
-             ""]
+             f"{schedule.train_size or 'all'} images of {dataset} at {schedule.image_size}x{schedule.image_size}"
+             + (f" ({args.dataset_note})" if args.dataset_note else "") + ".", ""]
+    if reused_for_fig1:
+        lines += ["Fig. 1's preset trains two of Fig. 6's nets (plain-20 and plain-56) on the same schedule: its claim "
+                  "is checked on the Fig. 6 runs, and its wall time (two nets, not four) is not measured here.", ""]
     if "fig7" in results and "fig7" not in keys:
         lines += ["Fig. 7's preset trains the same nets on the same schedule as Fig. 6 (probing every 10 steps, not "
                   "25): its claim is checked on the Fig. 6 runs.", ""]
@@ -110,10 +126,11 @@ def main():
     for key, runs in results.items():
         preset = PRESETS[key]
         names = list(runs[0]["models"])
-        walls = [r["seconds"] for r in runs]
+        walls = [r["seconds"] for r in runs] if not (key == "fig1" and reused_for_fig1) else []
         lines += [f"## {preset.title_on(device.type)}", "",
-                  f"Wall time, submission to the last run's end: median {statistics.median(walls):.0f} s, "
-                  f"{min(walls):.0f}-{max(walls):.0f} s over seeds {args.seeds}.", "",
+                  (f"Wall time, submission to the last run's end: median {statistics.median(walls):.0f} s, "
+                   f"{min(walls):.0f}-{max(walls):.0f} s over seeds {args.seeds}." if walls else
+                   "Wall time: not measured (the Fig. 6 runs' numbers)."), "",
                   "| model | training error per seed | median | test error, median | response std, median |",
                   "|---|---|---|---|---|"]
         for name in names:
@@ -141,7 +158,9 @@ def main():
         for run in runs:
             for numbers in run["models"].values():
                 numbers.pop("train_curve", None)  # compared above; too long to keep
-    common.record("presets", device, {"seeds": seeds, "summary": summary, "runs": results}, lines)
+    name = "presets" if dataset.startswith("shapes") else "presets-real-images"
+    common.record(name, device, {"seeds": seeds, "dataset": dataset, "dataset_note": args.dataset_note,
+                                 "summary": summary, "runs": results}, lines)
 
 
 if __name__ == "__main__":

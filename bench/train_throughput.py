@@ -1,12 +1,17 @@
-"""Training images/s: our trainer against a straightforward reference loop, side by side.
+"""Training images/s: our trainer's fp32, bf16 and compiled paths against a straightforward reference loop.
 
-    python bench/train_throughput.py [--device auto] [--steps 30] [--warmup 5]
+    python bench/train_throughput.py [--device auto] [--steps 30] [--warmup 5] [--cases cifar-resnet20@32,cifar-resnet56@16]
 
 The reference is what a tutorial writes: a torch DataLoader over the images with per-image
 torchvision transforms (pad-4 random crop, flip, ToTensor, Normalize), fp32, NCHW, the same model,
 optimiser and batch size. Ours: the project's trainer (data on the device as uint8, batch
-augmentation there; bf16 and channels_last on CUDA), without probes and with probes every 10
-steps (their overhead). Both are timed over the same number of steps after the same warm-up.
+augmentation there, channels_last), in fp32 without probes and with probes every 10 steps (their
+overhead), under bf16 autocast, and compiled with torch.compile (inductor). Each is timed over
+the same number of steps after the same warm-up; the compiled path's compile time (its first
+steps, less what they would take eagerly) is recorded apart, since every run pays it again.
+
+bf16 is measured whether or not the processor computes it natively (the record says which); where
+it is emulated it runs so slowly that it is timed over ``--slow-steps`` only.
 """
 
 import argparse
@@ -24,6 +29,7 @@ from explorer.data import load_dataset
 from explorer.device import resolve_device, synchronize
 from explorer.models import build_model
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
+from explorer.train.precision import cpu_bf16_support, native_bf16
 from explorer.train.store import Run
 from explorer.train.trainer import train
 
@@ -44,7 +50,7 @@ class ImageArrayDataset(Dataset):
 
 
 def reference_images_per_sec(model_name, dataset, device, warmup, steps, workers):
-    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+    transform = T.Compose([T.RandomCrop(dataset.image_size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(dataset.mean, dataset.std)])
     loader = DataLoader(ImageArrayDataset(dataset.x_train, dataset.y_train, transform), batch_size=BATCH,
                         shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0)
@@ -71,19 +77,22 @@ def reference_images_per_sec(model_name, dataset, device, warmup, steps, workers
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def ours_images_per_sec(model_name, dataset, device, warmup, steps, probe_every):
+def ours_images_per_sec(model_name, dataset, device, warmup, steps, probe_every, precision="fp32", compile="off"):
+    """(images/s after the warm-up, seconds of the warm-up steps)."""
     config = RunConfig(model=ModelConfig(name=model_name), data=DataConfig(dataset="shapes"),
                        optim=OptimConfig(steps=warmup + steps, batch_size=BATCH),
                        probes=ProbeConfig(probe_every=probe_every, log_every=warmup, eval_every=10**9,
                                           checkpoint_every=10**9),
-                       device=str(device.type))
+                       device=str(device.type), precision=precision, compile=compile)
     with tempfile.TemporaryDirectory() as folder:
         run = Run.create(f"{folder}/run", config.to_json())
         result = train(config, run, dataset=dataset)
         assert result.state == "completed", result.message
+        environment = run.status()["environment"]
+        assert environment["precision"] == precision and environment["compiled"] == (compile == "on"), environment
         times = {m["step"]: m["time"] for m in run.metrics().records if m["split"] == "train"}
     # "time" is training time so far; the warm-up steps are left out.
-    return steps * BATCH / (times[warmup + steps] - times[warmup])
+    return steps * BATCH / (times[warmup + steps] - times[warmup]), times[warmup]
 
 
 def main():
@@ -91,48 +100,72 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--slow-steps", type=int, default=5, help="timed steps of an emulated bf16")
     parser.add_argument("--repeats", type=int, default=2, help="alternating repeats; the median is reported")
-    parser.add_argument("--models", default="cifar-resnet20,cifar-resnet56")
+    parser.add_argument("--cases", default="cifar-resnet20@32,cifar-resnet56@16", help="model@image size, ...")
+    parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
-    if args.steps % args.warmup:
-        parser.error("--steps must be a multiple of --warmup (the logging interval)")
+    if args.steps % args.warmup or args.slow_steps % args.warmup:
+        parser.error("--steps and --slow-steps must be multiples of --warmup (the logging interval)")
     device = resolve_device(args.device)
-    dataset = load_dataset("shapes", train_size=10_000, test_size=1_000)
+    native = native_bf16(device)
     rows = []
-    for model_name in args.models.split(","):
-        samples = {"reference, 0 workers": [], "reference, 2 workers": [], "ours": [], "ours, probes every 10": []}
+    for case in args.cases.split(","):
+        model_name, _, size = case.partition("@")
+        dataset = load_dataset("shapes", train_size=10_000, test_size=1_000, image_size=int(size or 32))
+        bf16_steps = args.steps if native else args.slow_steps
         measure = {
-            "reference, 0 workers": lambda: reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0),
-            "reference, 2 workers": lambda: reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 2),
-            "ours": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0),
-            "ours, probes every 10": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 10),
+            "reference, 0 workers": lambda: (reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0), None),
+            "reference, 2 workers": lambda: (reference_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 2), None),
+            "ours, fp32": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 0),
+            "ours, fp32, probes every 10": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, args.steps, 10),
+            "ours, bf16": lambda: ours_images_per_sec(model_name, dataset, device, args.warmup, bf16_steps, 0, "bf16"),
         }
+        if not args.skip_compile:
+            measure["ours, fp32, compiled"] = lambda: ours_images_per_sec(model_name, dataset, device, args.warmup,
+                                                                         args.steps, 0, "fp32", "on")
+        samples = {name: [] for name in measure}
+        warmups = {name: [] for name in measure}
         order = list(measure)
         for repeat in range(args.repeats):
             # Alternate and rotate, so drift in the machine does not always hit the same variant.
             for name in (order if repeat % 2 == 0 else order[::-1]):
-                samples[name].append(measure[name]())
+                rate, warmup_seconds = measure[name]()
+                samples[name].append(rate)
+                warmups[name].append(warmup_seconds)
+                print(case, name, f"{rate:.0f} images/s", flush=True)
         medians = {name: statistics.median(values) for name, values in samples.items()}
-        best_reference = max(medians["reference, 0 workers"], medians["reference, 2 workers"])
-        rows.append({"model": model_name, "images_per_sec": medians, "samples": samples,
-                     "speedup_vs_best_reference": medians["ours"] / best_reference,
-                     "probe_overhead": 1 - medians["ours, probes every 10"] / medians["ours"]})
-    lines = ["# Training throughput: our trainer against a reference loop",
-             f"Batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up steps, median of {args.repeats} "
-             "repeats in alternating order, `shapes` data (10,000 images).", "",
-             "| model | reference, 0 workers | reference, 2 workers | ours | ours, probes every 10 | ours / best reference | probe overhead |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+        reference = medians["reference, 0 workers"]
+        best_reference = max(reference, medians["reference, 2 workers"])
+        row = {"model": model_name, "image_size": dataset.image_size, "images_per_sec": medians, "samples": samples,
+               "speedup_vs_fp32_reference": {name: value / reference for name, value in medians.items()},
+               "speedup_vs_best_reference": medians["ours, fp32"] / best_reference,
+               "probe_overhead": 1 - medians["ours, fp32, probes every 10"] / medians["ours, fp32"]}
+        if "ours, fp32, compiled" in medians:
+            eager_step = BATCH / medians["ours, fp32"]
+            row["compile_seconds"] = statistics.median(warmups["ours, fp32, compiled"]) - args.warmup * eager_step
+        rows.append(row)
+    support = cpu_bf16_support() if device.type == "cpu" else None
+    lines = ["# Training throughput: our trainer's fp32, bf16 and compiled paths against a reference loop",
+             f"Batch {BATCH}, {args.steps} timed steps after {args.warmup} warm-up steps (an emulated bf16: "
+             f"{args.slow_steps}), median of {args.repeats} repeats in alternating order, `shapes` data (10,000 images). "
+             f"bf16 on this {device.type.upper()}: " + ("native" + (f" ({support})" if support else "") if native else
+                                                          "emulated (no native bfloat16)") + ".", "",
+             "| model, image size | variant | images/s | x fp32 reference |", "|---|---|---:|---:|"]
     for row in rows:
-        m = row["images_per_sec"]
-        lines.append(f"| {row['model']} | {m['reference, 0 workers']:.0f} | {m['reference, 2 workers']:.0f} | "
-                     f"{m['ours']:.0f} | {m['ours, probes every 10']:.0f} | {row['speedup_vs_best_reference']:.2f}x | "
-                     f"{row['probe_overhead']:.1%} |")
+        for name, value in row["images_per_sec"].items():
+            lines.append(f"| {row['model']}, {row['image_size']} px | {name} | {value:.0f} | "
+                         f"{row['speedup_vs_fp32_reference'][name]:.2f}x |")
     lines.append("")
-    lines.append("Images per second of training (forward, backward, SGD step); evaluation is not included.")
-    name = "train-throughput" if args.models == parser.get_default("models") else \
-        "train-throughput-" + args.models.replace(",", "-")
-    common.record(name, device, {"batch_size": BATCH, "steps": args.steps, "warmup": args.warmup,
-                                               "rows": rows}, lines)
+    for row in rows:
+        lines.append(f"- {row['model']} at {row['image_size']} px: probes every 10 steps cost {row['probe_overhead']:.1%}"
+                     + (f"; torch.compile took {row['compile_seconds']:.0f} s before its first step"
+                        if "compile_seconds" in row else "") + ".")
+    lines.append("")
+    lines.append("Images per second of training (forward, backward, SGD step); evaluation is not included. "
+                 "`x fp32 reference`: against the reference loop with 0 workers.")
+    common.record("train-throughput", device, {"batch_size": BATCH, "steps": args.steps, "warmup": args.warmup,
+                                               "native_bf16": native, "bf16_feature": support, "rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from explorer.ui.failures import failures_shown  # noqa: E402
-from explorer.ui.i18n import choose_language  # noqa: E402
+from explorer.i18n import N_  # noqa: E402
+from explorer.ui.i18n import _, choose_language  # noqa: E402
 from explorer.ui.jobs import warm_workers  # noqa: E402
 from explorer.ui.navigation import app_pages  # noqa: E402
 from explorer.ui.rerun_requests import keep_the_page_a_click_asked_for  # noqa: E402
@@ -25,12 +26,12 @@ from explorer.ui.warmup import start_background_warmup  # noqa: E402
 # The favicon is a file of ours, served by this server: a Material icon there would make every
 # browser ask an internet font server for it (offline it fails, and it tells that server who opened the app).
 st.set_page_config(page_title="ResNet Explorer", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
-with failures_shown("The app", stop=True):
+with failures_shown(N_("The app"), stop=True):
     keep_the_page_a_click_asked_for()  # before any session's second request is folded
     choose_language()  # before any text: every page and the sidebar speak this session's language
     start_background_warmup()
     warm_workers()
     navigation = st.navigation(list(app_pages().values()))  # new page objects for this run: they hold its state
     render_sidebar()
-with failures_shown(f"The {navigation.title} page"):
+with failures_shown(_("The {title} page").format(title=navigation.title)):  # the title is translated already
     navigation.run()

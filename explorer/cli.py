@@ -80,6 +80,7 @@ def command_train(args: argparse.Namespace) -> int:
             config = config.replace(optim=dataclasses.replace(config.optim, steps=DEFAULT_TRAIN_STEPS))
         if not args.out:
             raise ValueError("give --out DIR, the folder for the run's records")
+        _warn_if_emulated(config.precision, config.device, args)
         show = sys.stderr.isatty() and not args.json
         if config.data.dataset == "cifar10" and show:
             _download_with_progress(config)
@@ -107,6 +108,19 @@ def command_train(args: argparse.Namespace) -> int:
     return 0 if result.state in ("completed", "stopped") else 1
 
 
+def _warn_if_emulated(precision: str, device: str, args: argparse.Namespace) -> None:
+    """One line on stderr when bf16 is asked for where this machine only emulates it (the run goes on)."""
+    if precision != "bf16" or getattr(args, "backend", "local") not in (None, "local"):
+        return  # a Ray cluster's nodes decide for themselves, and the run's environment says what they did
+    from explorer.device import resolve_device
+    from explorer.train.precision import native_bf16
+
+    where = resolve_device(device)
+    if not native_bf16(where):
+        print(f"warning: this {where.type.upper()} has no native bfloat16; --precision bf16 is emulated and much "
+              "slower than fp32 (auto picks fp32 here)", file=sys.stderr)
+
+
 def command_preset(args: argparse.Namespace) -> int:
     """Train a preset's models at once, as the Train page does, and print where each ended."""
     import signal
@@ -121,7 +135,9 @@ def command_preset(args: argparse.Namespace) -> int:
     preset = PRESETS[args.key]
     backend = _backend(args)
     device = backend.training_device(args.device)  # the schedule suits where the runs train: here, or a cluster
-    configs = preset.configs(device, dataset=args.dataset, seed=args.seed)
+    configs = preset.configs(device, dataset=args.dataset, seed=args.seed, precision=args.precision,
+                             compile=args.compile)
+    _warn_if_emulated(args.precision, device, args)
     manager = JobManager(Path(args.out), max_concurrent=len(configs), backend=backend)
     started = time.perf_counter()
     jobs = manager.submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"))
@@ -517,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a GPU runs the paper's schedule, the CPU the short one")
     preset.add_argument("--dataset", help="instead of the preset's (shapes-easy on the CPU, shapes on a GPU)")
     preset.add_argument("--seed", type=int, default=0)
+    from explorer.train.precision import COMPILE_CHOICES, PRECISION_CHOICES
+
+    preset.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="bf16 autocast where the processor computes bfloat16 natively (auto), or as asked")
+    preset.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
+                        help="torch.compile the models (auto: on CUDA only)")
     preset.add_argument("--out", default=str(DEFAULT_RUNS_DIR), help="folder for the run folders")
     preset.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     _add_backend_flags(preset)

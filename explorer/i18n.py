@@ -81,11 +81,6 @@ def _compile(language: str) -> gettext.NullTranslations:
 
     with open(catalog_path(language), "rb") as po:
         catalog = read_po(po, locale=language, domain=DOMAIN)
-    for part in sorted(catalog_path(language).parent.glob("parts/*.po")):  # TEMPORARY while translating
-        with open(part, "rb") as po:
-            for entry in read_po(po, locale=language):
-                if entry.id and entry.string:
-                    catalog.add(entry.id, entry.string, context=entry.context)
     compiled = io.BytesIO()
     write_mo(compiled, catalog, use_fuzzy=False)
     compiled.seek(0)

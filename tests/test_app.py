@@ -191,7 +191,7 @@ def test_an_unforeseen_failure_shows_the_apps_message_and_logs_the_traceback(mon
     """Not Streamlit's redacted red box: what failed, what to do, and a reference to the server's log."""
     import explorer.analysis.concepts as concepts
 
-    def broken():
+    def broken(**_options):
         raise RuntimeError("/srv/secret/path was not there")
 
     monkeypatch.setattr(concepts, "residual_block_dot", broken)  # the Home page draws Fig. 2 with it

@@ -289,7 +289,7 @@ def test_a_start_click_dispatched_twice_starts_one_group():
             groups = []
             backend = ThreadBackend()  # devices: this machine's
 
-            def submit_group(self, configs, group, owner=None):
+            def submit_group(self, configs, group, owner=None, _=None):
                 self.groups.append([config.model.name for config in configs])
                 return []
 

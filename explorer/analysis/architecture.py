@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from explorer.i18n import Translate, untranslated
 from explorer.models.cost import count_parameters, meta_model
 from explorer.models.blocks import Block, Bottleneck, PadShortcut, PreActBlock, Projection
 from explorer.models.mlp import MLPBlock
@@ -66,14 +67,14 @@ def _size(shape: tuple[int, ...]) -> str:
     return "x".join(str(dim) for dim in shape[1:]) if len(shape) == 3 else str(shape[0])
 
 
-def layer_table(name: str, **options) -> list[StageRow]:
+def layer_table(name: str, *, _: Translate = untranslated, **options) -> list[StageRow]:
     """The network stage by stage, as the paper's Table 1 lays it out."""
     spec = resolve(name)
     model = meta_model(name, **options)
     if spec.family == "vgg":
         return _vgg_table(model)
     if spec.family == "mlp":
-        return _mlp_table(model)
+        return _mlp_table(model, _)
     stages = stage_names(model)
     stem = [child for child in ("conv1", "maxpool") if hasattr(model, child)]
     shapes = _output_sizes(model, stem + stages + ["fc"])
@@ -122,14 +123,14 @@ def _vgg_table(model: nn.Module) -> list[StageRow]:
     return rows
 
 
-def _mlp_table(model: nn.Module) -> list[StageRow]:
+def _mlp_table(model: nn.Module, _: Translate = untranslated) -> list[StageRow]:
     width = model.stem.out_features
-    rows = [StageRow("input layer", "stem", str(width), f"linear {model.stem.in_features} -> {width}", 1, width,
+    rows = [StageRow(_("input layer"), "stem", str(width), f"linear {model.stem.in_features} -> {width}", 1, width,
                      count_parameters(model.stem))]
     if len(model.blocks):
-        rows.append(StageRow("hidden", "blocks", str(width), _block_label(model.blocks[0]), len(model.blocks), width,
+        rows.append(StageRow(_("hidden"), "blocks", str(width), _block_label(model.blocks[0]), len(model.blocks), width,
                              count_parameters(model.blocks)))
-    rows.append(StageRow("output", "head", str(model.head.out_features), f"linear {width} -> {model.head.out_features}",
+    rows.append(StageRow(_("output"), "head", str(model.head.out_features), f"linear {width} -> {model.head.out_features}",
                          1, model.head.out_features, count_parameters(model.head)))
     return rows
 
@@ -180,7 +181,7 @@ def _block_layers(block: nn.Module, stage: int) -> list[DiagramLayer]:
     return layers
 
 
-def network_diagram(name: str, max_blocks_per_stage: int = 6, **options) -> Diagram:
+def network_diagram(name: str, max_blocks_per_stage: int = 6, *, _: Translate = untranslated, **options) -> Diagram:
     """The layers and shortcut arcs to draw; stages with many blocks show their first and last ones."""
     spec = resolve(name)
     model = meta_model(name, **options)
@@ -201,7 +202,7 @@ def network_diagram(name: str, max_blocks_per_stage: int = 6, **options) -> Diag
         stem_label = _conv_label(model.conv1).replace(",", " conv,") + (", /2, pool /2" if hasattr(model, "maxpool") else "")
         diagram.layers.append(DiagramLayer(stem_label, 0))
         stages = [(stage_name, model.get_submodule(stage_name)) for stage_name in stage_names(model)]
-    for stage_index, (_, stage) in enumerate(stages, start=1):
+    for stage_index, (_stage_name, stage) in enumerate(stages, start=1):
         blocks = list(stage)
         shown = list(range(len(blocks)))
         if len(blocks) > max_blocks_per_stage:
@@ -210,7 +211,8 @@ def network_diagram(name: str, max_blocks_per_stage: int = 6, **options) -> Diag
             shown = list(range(head)) + [-1] + list(range(len(blocks) - tail, len(blocks)))
         for block_index in shown:
             if block_index == -1:
-                diagram.layers.append(DiagramLayer(f"... {len(blocks) - max_blocks_per_stage + 1} more blocks ...",
+                diagram.layers.append(DiagramLayer(_("... {count} more blocks ...").format(
+                                                       count=len(blocks) - max_blocks_per_stage + 1),
                                                    stage_index, "gap", len(blocks) - max_blocks_per_stage + 1))
                 continue
             block = blocks[block_index]
@@ -224,16 +226,20 @@ def network_diagram(name: str, max_blocks_per_stage: int = 6, **options) -> Diag
     return diagram
 
 
-def describe_blocks(name: str, **options) -> str:
+def describe_blocks(name: str, *, _: Translate = untranslated, **options) -> str:
     """A one-line summary, e.g. "27 basic blocks, identity shortcuts (option A)"."""
     model = meta_model(name, **options)
     blocks = [module for module in model.modules() if isinstance(module, Block)]
     if not blocks:
-        return "no residual blocks (a plain stack of layers)"
-    kind = ("bottleneck" if isinstance(blocks[0], Bottleneck) else "pre-activation" if isinstance(blocks[0], PreActBlock)
-            else "fully connected" if isinstance(blocks[0], MLPBlock) else "basic")
+        return _("no residual blocks (a plain stack of layers)")
+    kind = (_("bottleneck") if isinstance(blocks[0], Bottleneck) else
+            _("pre-activation") if isinstance(blocks[0], PreActBlock) else
+            _("fully connected") if isinstance(blocks[0], MLPBlock) else _("basic"))
     residual = [block for block in blocks if block.is_residual]
     if not residual:
-        return f"{len(blocks)} {kind} blocks without shortcuts (plain)"
+        return _("{count} {kind} blocks without shortcuts (plain)").format(count=len(blocks), kind=kind)
     option = getattr(model, "shortcut_option", None)
-    return f"{len(blocks)} {kind} blocks with shortcuts" + (f" (option {option})" if option else "")
+    if option:
+        return _("{count} {kind} blocks with shortcuts (option {option})").format(count=len(blocks), kind=kind,
+                                                                                  option=option)
+    return _("{count} {kind} blocks with shortcuts").format(count=len(blocks), kind=kind)

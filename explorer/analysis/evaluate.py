@@ -15,6 +15,7 @@ import torch
 
 from explorer.analysis.lesion import Progress, check_count, cpu_share, evaluate, json_safe, load_trained_run
 from explorer.device import resolve_device
+from explorer.i18n import Translate, untranslated
 from explorer.train.probes import measure_responses
 from explorer.train.store import Run
 
@@ -89,10 +90,10 @@ def sampling_error(error: float, images: int) -> float:
     return math.sqrt(max(error * (1 - error), 0.0) / images) if images else math.nan
 
 
-def evaluation_reading(results: list[dict]) -> list[str]:
+def evaluation_reading(results: list[dict], _: Translate = untranslated) -> list[str]:
     """Sentences on measured errors against the published and the paper's: within about two
     standard errors of sampling (said as agreeing) or not (said as a disagreement). Numbers only
-    from ``results``."""
+    from ``results``; ``_`` translates the sentences."""
     lines = []
     for result in results:
         if result.get("published_error") is None:
@@ -100,13 +101,22 @@ def evaluation_reading(results: list[dict]) -> list[str]:
         error, images = result["error"], result["images"]
         margin = 2 * sampling_error(error, images)
         parts = []
-        for what, reference in (("the published figure", result["published_error"]),
-                                ("the paper's Table 6", result["paper_error"])):
+        for published, reference in ((True, result["published_error"]), (False, result["paper_error"])):
             gap = error - reference
-            verdict = ("within sampling error" if abs(gap) <= margin else
-                       f"{'higher' if gap > 0 else 'lower'} by more than sampling error")
-            parts.append(f"{100 * gap:+.2f} points from {what} ({100 * reference:.2f}%): {verdict}")
-        subset = "CIFAR-10's whole test set" if images >= 10_000 else f"the first {images:,} test images"
-        lines.append(f"**{result['model']}**: {100 * error:.2f}% on {subset} (±{100 * margin:.2f} points at two "
-                     f"standard errors); " + "; ".join(parts) + ".")
+            if abs(gap) <= margin:
+                verdict = _("within sampling error")
+            elif gap > 0:
+                verdict = _("higher by more than sampling error")
+            else:
+                verdict = _("lower by more than sampling error")
+            if published:
+                part = _("{gap:+.2f} points from the published figure ({reference:.2f}%): {verdict}")
+            else:
+                part = _("{gap:+.2f} points from the paper's Table 6 ({reference:.2f}%): {verdict}")
+            parts.append(part.format(gap=100 * gap, reference=100 * reference, verdict=verdict))
+        subset = (_("CIFAR-10's whole test set") if images >= 10_000 else
+                  _("the first {images:,} test images").format(images=images))
+        lines.append(_("**{model}**: {error:.2f}% on {subset} (±{margin:.2f} points at two standard errors); "
+                       "{comparisons}.").format(model=result["model"], error=100 * error, subset=subset,
+                                                margin=100 * margin, comparisons="; ".join(parts)))
     return lines

@@ -27,6 +27,7 @@ from torch import nn
 
 from explorer.analysis.runs import run_label
 from explorer.data.datasets import load_dataset
+from explorer.i18n import N_, Translate, untranslated
 from explorer.models import resolve
 from explorer.models.mode import evaluating
 from explorer.models.weights import (
@@ -46,6 +47,11 @@ SHORT_SIDE = 224  # torchvision's evaluation size for the pretrained ResNets
 LONG_SIDE_MAX = 672  # a panorama is squeezed rather than making a 224 x 5000 input
 COLORMAPS = ("jet", "turbo", "inferno", "viridis")
 TOP = 5
+# The titles and the training images a page shows, marked for the catalog: the page translates them
+# (a Classifier is shared by every session, so it keeps the template and its values, not one language).
+IMAGENET_TITLE = N_("{name} (ImageNet, torchvision weights)")
+UPLOADED_TITLE = N_("{name} (uploaded weights)")
+TRAINED_ON = N_("{dataset} images of {size}x{size} pixels in {classes} classes")
 
 
 @dataclass
@@ -59,6 +65,9 @@ class Classifier:
     std: tuple[float, float, float] = IMAGENET_STD
     input_size: int | None = None  # square side of a model trained on small images; None keeps the aspect
     trained_on: str | None = None  # what a run's net saw in training, for the page to compare the image with
+    # title and trained_on as (template marked with N_, its values), for a page to show in its language
+    title_text: tuple[str, dict] | None = None
+    trained_on_text: tuple[str, dict] | None = None
 
 
 @dataclass
@@ -103,7 +112,7 @@ def cam_layers(model: nn.Module) -> list[str]:
         if stage is None:
             break
         names.append(f"layer{index}")
-        names.extend(f"layer{index}.{block}" for block, _ in stage.named_children())
+        names.extend(f"layer{index}.{block}" for block, _module in stage.named_children())
     if not names:
         raise ValueError(f"Grad-CAM here needs a ResNet-style model with stages layer1, layer2, ...; "
                          f"{type(model).__name__} has none")
@@ -208,8 +217,9 @@ def predict(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def explain(classifier: Classifier, image: np.ndarray, layers: str | list[str] | None = None,
-            target: str | int | None = None) -> list[GradCam]:
-    """Grad-CAM of ``image`` at each of ``layers`` (default: the last stage) for ``target`` (default: top-1)."""
+            target: str | int | None = None, _: Translate = untranslated) -> list[GradCam]:
+    """Grad-CAM of ``image`` at each of ``layers`` (default: the last stage) for ``target`` (default: top-1);
+    ``_`` translates the notes."""
     model = classifier.model
     layers = [layers] if isinstance(layers, str) else (layers or [default_layer(model)])
     for layer in layers:
@@ -227,7 +237,8 @@ def explain(classifier: Classifier, image: np.ndarray, layers: str | list[str] |
         upsampled = F.interpolate(cam[None, None].float(), size=(height, width), mode="bilinear", align_corners=False)
         heatmap = upsampled[0, 0].clamp_(min=0).cpu().numpy().astype(np.float32)
         notes = [] if heatmap.max() > 0 else [
-            f"the map is zero everywhere: at {layer} no position has positive evidence for {classifier.classes[index]}"]
+            _("the map is zero everywhere: at {layer} no position has positive evidence for {label}").format(
+                layer=layer, label=classifier.classes[index])]
         results.append(GradCam(layer, index, classifier.classes[index], predictions, heatmap,
                                (int(cam.shape[0]), int(cam.shape[1])), notes))
     return results
@@ -238,7 +249,8 @@ def pretrained_classifier(name: str, weights: str | Path | bytes | None = None, 
     """An ImageNet ResNet with torchvision's weights: downloaded (cached) or from a file given."""
     source = weights if weights is not None else download_pretrained(name, progress=progress)
     model = checked_model(name, load_weights_file(source))
-    return Classifier(model.eval(), imagenet_classes(), f"{name} (ImageNet, torchvision weights)")
+    return Classifier(model.eval(), imagenet_classes(), IMAGENET_TITLE.format(name=name),
+                      title_text=(IMAGENET_TITLE, {"name": name}))
 
 
 def state_dict_classifier(name: str, weights: str | Path | bytes) -> Classifier:
@@ -251,7 +263,8 @@ def state_dict_classifier(name: str, weights: str | Path | bytes) -> Classifier:
     model = checked_model(name, state_dict, num_classes=num_classes)
     classes = imagenet_classes() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
     small = resolve(name).family == "cifar"
-    return Classifier(model.eval(), classes, f"{name} (uploaded weights)", input_size=32 if small else None)
+    return Classifier(model.eval(), classes, UPLOADED_TITLE.format(name=name), input_size=32 if small else None,
+                      title_text=(UPLOADED_TITLE, {"name": name}))
 
 
 def run_classifier(run_dir: str | Path) -> Classifier:
@@ -273,6 +286,7 @@ def run_classifier(run_dir: str | Path) -> Classifier:
     model = checked_model(config.model.name, state_dict,
                           **model_options(config, len(info["classes"]), info["image_size"]))
     size = int(info["image_size"])
+    trained_on = {"dataset": config.data.dataset, "size": size, "classes": len(info["classes"])}
     return Classifier(model.eval(), list(info["classes"]), run_label(run), tuple(info["mean"]), tuple(info["std"]),
-                      input_size=size, trained_on=f"{config.data.dataset} images of {size}x{size} pixels in "
-                                                  f"{len(info['classes'])} classes")
+                      input_size=size, trained_on=TRAINED_ON.format(**trained_on),
+                      trained_on_text=(TRAINED_ON, trained_on))

@@ -52,8 +52,10 @@ from explorer.analysis.lesion import (
     evaluate,
     json_safe,
     load_trained_run,
+    shown_weights,
 )
 from explorer.device import resolve_device, synchronize
+from explorer.i18n import Translate, untranslated
 from explorer.models.mode import evaluating
 
 DEFAULT_POINTS = {1: 41, 2: 15}
@@ -131,8 +133,8 @@ def slice_losses(model: nn.Module, batches, directions: list[dict[str, torch.Ten
         with torch.no_grad():
             for name, parameter in moving:
                 parameter.copy_(originals[name])
-    losses = [loss for loss, _ in results]
-    errors = [error for _, error in results]
+    losses = [loss for loss, _error in results]
+    errors = [error for _loss, error in results]
     if len(directions) == 2:
         size = len(axis)
         losses = [losses[row * size:(row + 1) * size] for row in range(size)]
@@ -173,7 +175,7 @@ def fold_batchnorm(model: nn.Module, directions: list[dict[str, torch.Tensor]], 
     for direction in directions:
         moved = {}
         for name, parameter in folded.named_parameters():
-            owner, _, kind = name.rpartition(".")
+            owner, _dot, kind = name.rpartition(".")
             if owner in scales and kind == "weight":
                 moved[name] = direction[name] * scales[owner].view(-1, *([1] * (parameter.dim() - 1)))
             elif name in direction:
@@ -181,7 +183,7 @@ def fold_batchnorm(model: nn.Module, directions: list[dict[str, torch.Tensor]], 
             else:
                 moved[name] = torch.zeros_like(parameter)  # a folded convolution's new bias: held still
         carried.append(moved)
-    loss, _ = evaluate(folded, batches)
+    loss, _error = evaluate(folded, batches)
     if not math.isclose(loss, centre[0], rel_tol=1e-4, abs_tol=1e-6):
         return model, directions
     return folded, carried
@@ -298,50 +300,62 @@ def convex_radius(axis: list[float], loss: list) -> float | None:
     return radius
 
 
-def landscape_reading(results: list[dict]) -> list[str]:
+def landscape_reading(results: list[dict], _: Translate = untranslated) -> list[str]:
     """Sentences on what these slices measured, for the page and the CLI: each run's centre loss,
     non-convexity and local minima; and, for a plain and a residual run of the same depth, whether
     the residual one's slice is clearly smoother (non-convexity lower by more than 0.05, a margin
-    above the seed-to-seed spread we measured). Numbers only from ``results``."""
+    above the seed-to-seed spread we measured). Numbers only from ``results``; words in the page's
+    language ``_``."""
     from explorer.models import resolve
 
     lines = []
     for result in results:
         smooth = result["smoothness"]
         nonconvexity = smooth.get("nonconvexity")
-        shape = "a convex bowl along every axis" if nonconvexity is not None and nonconvexity < 0.05 else (
-            "clearly non-convex" if nonconvexity is not None else "too flat to say")
-        gaps = f"; {smooth['gaps']} points gave NaN or infinite losses (gaps)" if smooth.get("gaps") else ""
+        shape = _("a convex bowl along every axis") if nonconvexity is not None and nonconvexity < 0.05 else (
+            _("clearly non-convex") if nonconvexity is not None else _("too flat to say"))
+        gaps = (_("; {gaps} points gave NaN or infinite losses (gaps)").format(gaps=smooth["gaps"])
+                if smooth.get("gaps") else "")
         centre = "-" if result["centre_loss"] is None else f"{result['centre_loss']:.3f}"  # NaN: kept as None
         error = result.get("centre_error")
-        error = f" (test error {error:.1%})" if isinstance(error, (int, float)) else ""  # plain runs beside converged nets
-        lines.append(f"**{result['label']}** ({result['weights']} weights): loss {centre} at its "
-                     f"weights{error}, up to {max(_flat(result['loss'])):,.1f} at the edge; non-convexity "
-                     f"{'-' if nonconvexity is None else f'{nonconvexity:.3f}'} ({shape}), "
-                     f"{smooth['local_minima']} strict local minim{'um' if smooth['local_minima'] == 1 else 'a'}"
-                     f"{gaps}.")
+        error = (_(" (test error {error:.1%})").format(error=error)
+                 if isinstance(error, (int, float)) else "")  # plain runs beside converged nets
+        minima = smooth["local_minima"]
+        minima = (_("{count} strict local minimum") if minima == 1 else _("{count} strict local minima")).format(
+            count=minima)
+        lines.append(_("**{label}** ({weights} weights): loss {centre} at its weights{error}, up to {edge:,.1f} at "
+                       "the edge; non-convexity {nonconvexity} ({shape}), {minima}{gaps}.").format(
+            label=result["label"], weights=shown_weights(result["weights"], _), centre=centre, error=error,
+            edge=max(_flat(result["loss"])), nonconvexity="-" if nonconvexity is None else f"{nonconvexity:.3f}",
+            shape=shape, minima=minima, gaps=gaps))
         radius = convex_radius(result["axis"], result["loss"]) if result.get("axis") else None
         if nonconvexity is not None and nonconvexity >= 0.05 and radius:
-            lines[-1] += (f" It is convex within |a| <= {radius:.2f} of its weights; the non-convexity comes from "
-                          "farther out, where the loss bends the other way as it levels off.")
+            lines[-1] += " " + _("It is convex within |a| <= {radius:.2f} of its weights; the non-convexity comes "
+                                 "from farther out, where the loss bends the other way as it levels off.").format(
+                radius=radius)
     pairs = {}
     for result in results:
         spec = resolve(result["model"])
         pairs.setdefault((spec.family, spec.fixed.get("depth")), {})[bool(spec.fixed.get("residual"))] = result
-    for (_, depth), pair in pairs.items():
+    for (_family, depth), pair in pairs.items():
         if len(pair) == 2:
             plain, residual = (pair[key]["smoothness"].get("nonconvexity") for key in (False, True))
             if plain is None or residual is None:
                 continue
             smoother = residual < plain - 0.05
-            lines.append(f"At depth {depth} the residual net's slice is "
-                         f"{'clearly smoother' if smoother else 'not clearly smoother'} than the plain net's "
-                         f"(non-convexity {residual:.3f} against {plain:.3f}). "
-                         + ("This is Li et al.'s finding." if smoother else
-                            "Li et al. found the depth-20 net without shortcuts benign too; the chaos they show "
-                            "needs depth 56 or 110 and nets trained to convergence." if (depth or 0) < 56 else
-                            "Li et al.'s nets were trained to convergence; after a short run this plain net's "
-                            "surface has not turned chaotic."))
+            numbers = {"depth": depth, "residual": residual, "plain": plain}
+            if smoother:
+                line = _("At depth {depth} the residual net's slice is clearly smoother than the plain net's "
+                         "(non-convexity {residual:.3f} against {plain:.3f}).").format(**numbers)
+                why = _("This is Li et al.'s finding.")
+            else:
+                line = _("At depth {depth} the residual net's slice is not clearly smoother than the plain net's "
+                         "(non-convexity {residual:.3f} against {plain:.3f}).").format(**numbers)
+                why = (_("Li et al. found the depth-20 net without shortcuts benign too; the chaos they show needs "
+                         "depth 56 or 110 and nets trained to convergence.") if (depth or 0) < 56 else
+                       _("Li et al.'s nets were trained to convergence; after a short run this plain net's surface "
+                         "has not turned chaotic."))
+            lines.append(line + " " + why)
     return lines
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import statistics
 import time
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from torch import nn
 from explorer.analysis.runs import run_label
 from explorer.data import DeviceLoader, PointDataset, load_dataset
 from explorer.device import resolve_device
+from explorer.i18n import Translate, untranslated
 from explorer.models import resolve
 from explorer.models.blocks import BasicBlock, Block, Bottleneck, PreActBlock
 from explorer.models.mode import evaluating
@@ -224,7 +226,7 @@ def deleted_blocks(model: nn.Module, names) -> Iterator[nn.Module]:
         for name in names:
             block = model.get_submodule(name)
             if not isinstance(block, Block):
-                raise ValueError(f"{name} is not a block; blocks: {', '.join(n for n, _ in named_blocks(model))}")
+                raise ValueError(f"{name} is not a block; blocks: {', '.join(n for n, _block in named_blocks(model))}")
             final_activation(block)  # refuses a block type without a deletion rule before anything runs
             handles.append(block.register_forward_hook(_branch_dropped))
         yield model
@@ -288,7 +290,7 @@ def random_subsets(names: list[str], max_blocks: int, draws: int, seed: int) -> 
     """For k = 1..max_blocks, ``draws`` random sets of k distinct names each, in network order."""
     rng = random.Random(seed)
     order = {name: index for index, name in enumerate(names)}
-    return {k: [tuple(sorted(rng.sample(names, k), key=order.__getitem__)) for _ in range(draws)]
+    return {k: [tuple(sorted(rng.sample(names, k), key=order.__getitem__)) for _draw in range(draws)]
             for k in range(1, max_blocks + 1)}
 
 
@@ -381,11 +383,11 @@ def _share_to_chance(study: dict, chance: float) -> float | None:
     return study["mean_single_increase"] / room if room > 0.01 else None
 
 
-def lesion_reading(studies: list[dict], classes: int = 10) -> list[str]:
+def lesion_reading(studies: list[dict], classes: int = 10, _: Translate = untranslated) -> list[str]:
     """Sentences on what these studies measured, for the page and the CLI: each run's mean cost of
     one deleted block, as points and as a share of the way from its error to chance; its
     downsampling blocks against its others; and, for a plain and a residual run of the same depth,
-    which one a deletion hurts less. Numbers only from ``studies``."""
+    which one a deletion hurts less. Numbers only from ``studies``; words in the page's language ``_``."""
     chance = 1 - 1 / classes
     lines = []
     for study in studies:
@@ -394,36 +396,99 @@ def lesion_reading(studies: list[dict], classes: int = 10) -> list[str]:
             continue
         increase = study["mean_single_increase"]
         share = _share_to_chance(study, chance)
-        share = "" if share is None else f", {share:.0%} of the way from its error to chance ({chance:.0%})"
-        line = (f"**{study['label']}** ({study['weights']} weights): intact {study['baseline_error']:.1%}; one block "
-                f"deleted raises the error by {100 * increase:+.1f} points on average{share}.")
+        numbers = {"label": study["label"], "weights": shown_weights(study["weights"], _),
+                   "baseline": study["baseline_error"], "increase": 100 * increase}
+        if share is None:
+            line = _("**{label}** ({weights} weights): intact {baseline:.1%}; one block deleted raises the error "
+                     "by {increase:+.1f} points on average.").format(**numbers)
+        else:
+            line = _("**{label}** ({weights} weights): intact {baseline:.1%}; one block deleted raises the error "
+                     "by {increase:+.1f} points on average, {share:.0%} of the way from its error to chance "
+                     "({chance:.0%}).").format(**numbers, share=share, chance=chance)
         by_kind = {}
         for block in deleted:
             by_kind.setdefault("downsampling" if block["kind"] == "downsampling" else "other", []).append(
                 block["error"] - study["baseline_error"])
         if len(by_kind) == 2:
             down, other = (statistics.fmean(by_kind[kind]) for kind in ("downsampling", "other"))
-            line += (f" Its downsampling blocks cost {100 * down:+.1f} points, the others {100 * other:+.1f}"
-                     f" ({'more, as Veit et al. found' if down > other else 'not more, unlike in Veit et al.'}).")
+            if down > other:
+                line += " " + _("Its downsampling blocks cost {down:+.1f} points, the others {other:+.1f} (more, as "
+                                "Veit et al. found).").format(down=100 * down, other=100 * other)
+            else:
+                line += " " + _("Its downsampling blocks cost {down:+.1f} points, the others {other:+.1f} (not "
+                                "more, unlike in Veit et al.).").format(down=100 * down, other=100 * other)
         lines.append(line)
     pairs = {}
     for study in studies:
         spec = resolve(study["model"])
         depth = spec.fixed.get("depth")
         pairs.setdefault((spec.family, depth), {})[bool(spec.fixed.get("residual"))] = study
-    for (_, depth), pair in pairs.items():
+    for (_family, depth), pair in pairs.items():
         if len(pair) == 2:
             plain, residual = pair[False], pair[True]
             shares = [_share_to_chance(study, chance) for study in (residual, plain)]
             if None in shares:  # a net at chance already: points are all there is
                 less = residual["mean_single_increase"] < plain["mean_single_increase"]
-                measure = (f"{100 * residual['mean_single_increase']:+.1f} against "
-                           f"{100 * plain['mean_single_increase']:+.1f} points")
+                measure = _("{residual:+.1f} against {plain:+.1f} points").format(
+                    residual=100 * residual["mean_single_increase"], plain=100 * plain["mean_single_increase"])
             else:
                 # A net near chance has few points left to lose: the share of the way to chance compares fairly.
                 less = shares[0] < shares[1]
-                measure = f"{shares[0]:.0%} against {shares[1]:.0%} of the way to chance"
-            lines.append(f"At depth {depth}, one deleted block hurts **{residual['label']}** "
-                         f"{'less' if less else 'not less'} than **{plain['label']}** ({measure}): "
-                         + ("the direction Veit et al. report." if less else "not what Veit et al. report."))
+                measure = _("{residual:.0%} against {plain:.0%} of the way to chance").format(
+                    residual=shares[0], plain=shares[1])
+            names = {"depth": depth, "residual": residual["label"], "plain": plain["label"], "measure": measure}
+            if less:
+                lines.append(_("At depth {depth}, one deleted block hurts **{residual}** less than **{plain}** "
+                               "({measure}): the direction Veit et al. report.").format(**names))
+            else:
+                lines.append(_("At depth {depth}, one deleted block hurts **{residual}** not less than **{plain}** "
+                               "({measure}): not what Veit et al. report.").format(**names))
     return lines
+
+
+# --- the English a result keeps, in the page's language ----------------------------------------------
+# A study's ``weights`` and ``notes`` are kept in English in its result (and its cache, which any
+# session reads); a page shows them in its own language through these. A text they do not know
+# is shown as it is.
+
+
+def _shown_state(state: str, _: Translate) -> str:
+    names = {"queued": _("queued"), "running": _("running"), "paused": _("paused"), "completed": _("completed"),
+             "stopped": _("stopped"), "diverged": _("diverged"), "failed": _("failed"),
+             "interrupted": _("interrupted")}
+    return names.get(state, state)
+
+
+def _shown_at(at: str, _: Translate) -> str:
+    if at == "its last checkpoint":
+        return _("its last checkpoint")
+    if match := re.fullmatch(r"step (\d+) of (\d+)", at):
+        return _("step {saved} of {total}").format(saved=match[1], total=match[2])
+    if match := re.fullmatch(r"step (\d+)", at):
+        return _("step {saved}").format(saved=match[1])
+    return at
+
+
+def shown_weights(weights: str, _: Translate = untranslated) -> str:
+    """``weights_description``'s text in the page's language ``_``."""
+    if weights == "final":
+        return _("final")
+    if match := re.fullmatch(r"final \(step (\d+)\)", weights):
+        return _("final (step {total})").format(total=match[1])
+    if match := re.fullmatch(r"latest checkpoint at (.+) \(still training\)", weights):
+        return _("latest checkpoint at {at} (still training)").format(at=_shown_at(match[1], _))
+    if match := re.fullmatch(r"last saved at (.+) \(run (\w+)\)", weights):
+        return _("last saved at {at} (run {state})").format(at=_shown_at(match[1], _),
+                                                             state=_shown_state(match[2], _))
+    return weights
+
+
+def shown_note(note: str, _: Translate = untranslated) -> str:
+    """A note of a study's or a slice's result in the page's language ``_``."""
+    if match := re.fullmatch(r"asked for ([\d,]+) images; the run's test set has ([\d,]+), all used", note):
+        return _("asked for {asked} images; the run's test set has {available}, all used").format(
+            asked=match[1], available=match[2])
+    if match := re.fullmatch(r"K lowered from (\d+) to (\d+): (\S+) has (\d+) blocks that can be deleted", note):
+        return _("K lowered from {asked} to {deletable}: {model} has {deletable} blocks that can be deleted").format(
+            asked=match[1], deletable=match[2], model=match[3])
+    return note

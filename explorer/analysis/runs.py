@@ -7,6 +7,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
+from explorer.i18n import Translate, untranslated
 from explorer.models import resolve
 from explorer.train.store import Run
 
@@ -43,27 +44,31 @@ def has_shortcuts(model_name) -> bool | None:
         return None
 
 
-def augmentation_note(records: list[RunRecords]) -> str:
-    """Whether the training curves of these runs were measured on augmented batches, as each was trained."""
+def augmentation_note(records: list[RunRecords], _: Translate = untranslated) -> str:
+    """Whether the training curves of these runs were measured on augmented batches, as each was
+    trained; ``_``: the page's translation."""
     kinds = {record.augment for record in records}
     if kinds == {True}:
-        return "on augmented batches: random crop and flip"
+        return _("on augmented batches: random crop and flip")
     if kinds == {False}:
-        return "no augmentation"
+        return _("no augmentation")
     with_it = [record.label for record in records if record.augment]
-    return f"augmented batches for {', '.join(with_it)} only" if with_it else "augmentation as each run was set"
+    if with_it:
+        return _("augmented batches for {runs} only").format(runs=", ".join(with_it))
+    return _("augmentation as each run was set")
 
 
-def weights_at(records: list[RunRecords], step: int) -> str:
+def weights_at(records: list[RunRecords], step: int, _: Translate = untranslated) -> str:
     """Which weights a probe record at ``step`` describes, in a sentence for the pages.
 
     The trainer probes step s before its update, so a record at step s is of the weights after s
     updates; at a completed run's last step it is of the weights the run saved."""
     saved = [r.label for r in records if r.status.get("state") == "completed" and r.status.get("step") == step]
-    what = "the initial weights" if step == 0 else f"the weights after {step:,} updates"
+    what = _("the initial weights") if step == 0 else _("the weights after {steps:,} updates").format(steps=step)
     if saved:
-        what += f": the saved model of {', '.join(saved)}" if len(saved) < len(records) else ": the saved models"
-    return f"Step {step:,} shows {what}."
+        what = (_("{weights}: the saved model of {runs}").format(weights=what, runs=", ".join(saved))
+                if len(saved) < len(records) else _("{weights}: the saved models").format(weights=what))
+    return _("Step {step:,} shows {weights}.").format(step=step, weights=what)
 
 
 def _model_section(config) -> dict:
@@ -71,13 +76,14 @@ def _model_section(config) -> dict:
     return section if isinstance(section, dict) else {}
 
 
-def run_label(run: Run, config: dict | None = None) -> str:
-    """``config``: the run's config.json when the caller has read it already."""
+def run_label(run: Run, config: dict | None = None, _: Translate = untranslated) -> str:
+    """``config``: the run's config.json when the caller has read it already; ``_``: the page's
+    translation (of a published net's note)."""
     config = run.config() if config is None else config
     model = _model_section(config)
     name = model.get("name", run.id)
     if isinstance(config, dict) and isinstance(config.get("published"), dict):  # explorer/train/pretrained.py
-        return f"{name} · converged (published weights)"
+        return _("{name} · converged (published weights)").format(name=name)
     shortcut = model.get("shortcut")
     # Folders the app names end in 4 random hex digits, enough to tell runs apart; others keep their name.
     tag = run.id[-4:] if re.fullmatch(r"\d{8}-\d{6}-.+-[0-9a-f]{4}", run.id) else run.id
@@ -148,7 +154,7 @@ def curve(records: RunRecords, split: str, key: str = "error",
               if m.get("split") == split and isinstance(m.get(key), (int, float)) and isinstance(m.get("step"), int)]
     if max_points is not None and len(points) > max(max_points, 4):
         points = [points[0], *_envelope(points[1:-1], (max_points - 2) // 2), points[-1]]
-    return [step for step, _ in points], [value for _, value in points]
+    return [step for step, _value in points], [value for _step, value in points]
 
 
 def _envelope(points: list[tuple[int, float]], buckets: int) -> list[tuple[int, float]]:
@@ -180,7 +186,7 @@ def metrics_table(runs: list[RunRecords]) -> list[dict]:
     return [{"run": records.label, "run_dir": records.run_dir, **metric} for records in runs for metric in records.metrics]
 
 
-def response_summary(runs: list[RunRecords], step: int | None = None) -> list[dict]:
+def response_summary(runs: list[RunRecords], step: int | None = None, _: Translate = untranslated) -> list[dict]:
     """Per run: the mean std of its layer responses at ``step``, and whether it is residual."""
     rows = []
     for records in runs:
@@ -190,7 +196,8 @@ def response_summary(runs: list[RunRecords], step: int | None = None) -> list[di
         values = [layer["std"] for layer in snapshot["layers"] if isinstance(layer.get("std"), (int, float))]
         if values:
             rows.append({"run": records.label, "step": snapshot["step"],
-                         "at": snapshot.get("when") or f"step {snapshot['step']}", "layers": len(values), "mean_std": sum(values) / len(values), "residual": records.residual,
+                         "at": snapshot.get("when") or _("step {step}").format(step=snapshot["step"]),
+                         "layers": len(values), "mean_std": sum(values) / len(values), "residual": records.residual,
                          "model": records.model})
     return rows
 
@@ -217,14 +224,14 @@ def gradient_summary(records: RunRecords, step: int | None = None) -> dict | Non
             "shortcut_over_branch": statistics.median(ratios) if ratios else None}
 
 
-def converged_responses(result: dict) -> RunRecords:
+def converged_responses(result: dict, _: Translate = untranslated) -> RunRecords:
     """A published net's measured layer responses (explorer.analysis.evaluate.layer_responses) as
     records the Fig. 7 figures draw beside the runs' probes."""
     return RunRecords(run_dir=result["run_dir"], label=result["label"], model=result["model"],
-                      responses=[{"step": 0, "when": "final weights", "layers": result["layers"]}])
+                      responses=[{"step": 0, "when": _("final weights"), "layers": result["layers"]}])
 
 
-def responses_reading(summary: list[dict]) -> list[str]:
+def responses_reading(summary: list[dict], _: Translate = untranslated) -> list[str]:
     """What Fig. 7's numbers here say, against the paper's reading: a ResNet's responses against its
     plain twin's of the same depth, and deeper ResNets' against shallower ones'. ``summary``: rows
     of ``response_summary`` with the model's registry name (``model``). Numbers only from it."""
@@ -239,15 +246,18 @@ def responses_reading(summary: list[dict]) -> list[str]:
         if len(pair) == 2:
             residual, plain = pair[True], pair[False]
             smaller = residual["mean_std"] < plain["mean_std"]
-            lines.append(f"At depth {depth}, {residual['run']}'s mean response std is {residual['mean_std']:.3f} "
-                         f"against {plain['run']}'s {plain['mean_std']:.3f}: "
-                         + ("smaller, as the paper reads Fig. 7." if smaller else
-                            "not smaller, unlike the paper's reading of Fig. 7."))
+            lines.append(_("At depth {depth}, {resnet}'s mean response std is {resnet_std:.3f} against {plain}'s "
+                           "{plain_std:.3f}: {verdict}").format(
+                depth=depth, resnet=residual["run"], resnet_std=residual["mean_std"], plain=plain["run"],
+                plain_std=plain["mean_std"],
+                verdict=_("smaller, as the paper reads Fig. 7.") if smaller else
+                _("not smaller, unlike the paper's reading of Fig. 7.")))
     resnets = sorted(((depth, pair[True]) for depth, pair in by_depth.items() if True in pair), key=lambda item: item[0])
     if len(resnets) >= 2:
         values = ", ".join(f"ResNet-{depth} {row['mean_std']:.3f}" for depth, row in resnets)
         shrinking = all(later[1]["mean_std"] < earlier[1]["mean_std"] for earlier, later in zip(resnets, resnets[1:]))
-        lines.append(f"Mean response std of the ResNets by depth: {values}: " +
-                     ("each deeper one smaller, as the paper reads it (each layer modifies the signal less)." if
-                      shrinking else "not smaller with each step in depth, unlike the paper's reading."))
+        lines.append(_("Mean response std of the ResNets by depth: {values}: {verdict}").format(
+            values=values,
+            verdict=_("each deeper one smaller, as the paper reads it (each layer modifies the signal less).")
+            if shrinking else _("not smaller with each step in depth, unlike the paper's reading.")))
     return lines

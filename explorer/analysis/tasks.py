@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from explorer.i18n import Translate, untranslated
 from explorer.train.execution import TaskSpec
 from explorer.train.worker import import_target
 
@@ -110,6 +112,28 @@ class Task:
             return int(numbers["done"]), int(numbers["total"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+def shown_message(message: str, _: Translate = untranslated) -> str:
+    """A failed task's ``message`` (English, as the board and the analyses give it) in the page's language
+    ``_``: the board's own reasons, and the landscape's refusal of a long computation. Any other
+    refusal (an analysis' ValueError, a worker that died) is shown as it is."""
+    if message == "it ended without a result":
+        return _("it ended without a result")
+    if match := re.fullmatch(r"(.+) has saved no model yet \(model\.pt\): train it first, or wait for its first "
+                             r"checkpoint", message):
+        return _("{run} has saved no model yet (model.pt): train it first, or wait for its first checkpoint").format(
+            run=match[1])
+    if match := re.fullmatch(r"(.+) was deleted", message):
+        return _("{run} was deleted").format(run=match[1])
+    if match := re.fullmatch(r"would take about ([\d,]+) s \(([\d,]+) evaluations of ([\d,]+) images at ([\d.]+) s "
+                             r"each; the limit is (\S+) s\); lower the points or the images", message):
+        return _("would take about {estimate} s ({evaluations} evaluations of {images} images at {one} s each; the "
+                 "limit is {limit} s); lower the points or the images").format(
+            estimate=match[1], evaluations=match[2], images=match[3], one=match[4], limit=match[5])
+    if message.startswith("could not run: "):
+        return _("could not run: {error}").format(error=message.removeprefix("could not run: "))
+    return message
 
 
 class TaskBoard:

@@ -82,6 +82,12 @@ def load_cifar10(data_dir: str | Path | None = None, *, url: str | None = None, 
     return read_batches(folder)
 
 
+def on_machine(data_dir: str | Path | None = None) -> bool:
+    """Whether CIFAR-10 can be read without the network: its batches or its archive in the folder."""
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    return find_batches(root) is not None or (root / ARCHIVE).is_file()
+
+
 def check_obtainable(data_dir: str | Path | None = None, *, url: str | None = None, timeout: float = 5.0) -> None:
     """Refuse, before a run is created, CIFAR-10 that is neither here nor downloadable (offline)."""
     root = default_data_dir() if data_dir is None else Path(data_dir).expanduser()

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from explorer.data.toy2d import make_points
+from explorer.i18n import Translate, untranslated
 from explorer.models.mlp import DeepMLP
 from explorer.models.mode import evaluating
 from explorer.models.registry import seeded_weights
@@ -93,7 +94,7 @@ class PlaygroundNet:
             return  # a net whose loss is not finite cannot recover; spare the CPU
         self.model.train()
         start = time.perf_counter()
-        for _ in range(steps):
+        for _step in range(steps):
             index = torch.randint(len(x), (batch_size,), generator=self.generator)
             loss = F.cross_entropy(self.model(x[index]), y[index])
             self.optimiser.zero_grad(set_to_none=True)
@@ -261,23 +262,35 @@ def train_once(settings: PlaygroundSettings, steps: int) -> dict:
     return results
 
 
-def summarise(views: Mapping[str, NetView]) -> str:
-    """One sentence of facts about the shown state, for the page (nothing claimed that was not measured)."""
+def _the_net(kind: str, _: Translate) -> str:
+    if kind == "plain":
+        return _("the plain net")
+    if kind == "residual":
+        return _("the residual net")
+    return _("the {kind} net").format(kind=kind)
+
+
+def summarise(views: Mapping[str, NetView], _: Translate = untranslated) -> str:
+    """One sentence of facts about the shown state, for the page (nothing claimed that was not measured),
+    in the page's language ``_``."""
     parts = []
     for kind, view in views.items():
         if view.diverged:
-            parts.append(f"the {kind} net diverged (its loss is not a number): lower the learning rate and reset")
+            parts.append(_("{net} diverged (its loss is not a number): lower the learning rate and reset").format(
+                net=_the_net(kind, _)))
             continue
         evaluation = view.evaluation
-        parts.append(f"the {kind} net has training loss {evaluation.train_loss:.3f} and test accuracy "
-                     f"{evaluation.test_accuracy:.0%}")
+        parts.append(_("{net} has training loss {loss:.3f} and test accuracy {accuracy:.0%}").format(
+            net=_the_net(kind, _), loss=evaluation.train_loss, accuracy=evaluation.test_accuracy))
     steps = max(view.steps for view in views.values())
-    text = f"After {steps:,} step{'s' if steps != 1 else ''}, " + "; ".join(parts) + "."
+    facts = "; ".join(parts)
+    text = (_("After {steps:,} step, {facts}.") if steps == 1 else _("After {steps:,} steps, {facts}.")).format(
+        steps=steps, facts=facts)
     if {"plain", "residual"} <= set(views) and not any(view.diverged for view in views.values()) and steps:
         plain, residual = views["plain"].evaluation.train_loss, views["residual"].evaluation.train_loss
         if abs(plain - residual) < 0.02:
-            text += " So far the two are about level on the training set."
+            text += " " + _("So far the two are about level on the training set.")
         else:
             lower = "residual" if residual < plain else "plain"
-            text += f" So far the {lower} net fits the training set better."
+            text += " " + _("So far {net} fits the training set better.").format(net=_the_net(lower, _))
     return text

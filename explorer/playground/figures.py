@@ -14,11 +14,20 @@ from typing import Mapping
 import numpy as np
 
 from explorer.figures import log_ticks
+from explorer.i18n import Translate, untranslated
 
 # The TensorFlow Playground's colours: orange for class 0, blue for class 1.
 CLASS_COLOURS = ("#f59322", "#0877bd")
 NET_COLOURS = {"plain": "#555555", "residual": "#9467bd"}
-NET_TITLES = {"plain": "Plain", "residual": "Residual"}
+NET_TITLES = {"plain": "Plain", "residual": "Residual"}  # English; _net_title gives them in the page's language
+
+
+def _net_title(kind: str, _: Translate) -> str:
+    if kind == "plain":
+        return _("Plain")
+    if kind == "residual":
+        return _("Residual")
+    return NET_TITLES.get(kind, kind)
 
 
 def _round(values, digits: int = 4) -> list:
@@ -70,8 +79,9 @@ def boundary_image(probabilities: np.ndarray, extent: float, x_train: np.ndarray
     return np.asarray(image)
 
 
-def loss_curves_figure(histories: Mapping[str, list]) -> dict:
-    """Training (dashed) and test (solid) loss against step, one colour per net, log scale."""
+def loss_curves_figure(histories: Mapping[str, list], _: Translate = untranslated) -> dict:
+    """Training (dashed) and test (solid) loss against step, one colour per net, log scale; texts in
+    ``_``'s language."""
     traces = []
     for kind, history in histories.items():
         steps = [evaluation.step for evaluation in history]
@@ -79,21 +89,23 @@ def loss_curves_figure(histories: Mapping[str, list]) -> dict:
             traces.append({
                 "type": "scatter", "mode": "lines", "x": steps,
                 "y": _round([getattr(evaluation, f"{split}_loss") for evaluation in history]),
-                "name": f"{NET_TITLES.get(kind, kind)} {split}", "legendgroup": kind,
+                "name": (_("{net} train") if split == "train" else _("{net} test")).format(net=_net_title(kind, _)),
+                "legendgroup": kind,
                 "line": {"color": NET_COLOURS.get(kind), "dash": dash, "width": 2 if split == "test" else 1.5},
             })
     layout = {
-        "height": 320, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "title": {"text": "Loss"},
-        "xaxis": {"title": {"text": "step"}, "rangemode": "tozero"},
-        "yaxis": {"title": {"text": "cross-entropy (log scale)"}, "type": "log",
+        "height": 320, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "title": {"text": _("Loss")},
+        "xaxis": {"title": {"text": _("step")}, "rangemode": "tozero"},
+        "yaxis": {"title": {"text": _("cross-entropy (log scale)")}, "type": "log",
                   "tickvals": log_ticks([y for trace in traces for y in trace["y"]])},
         "legend": {"orientation": "h", "y": -0.25}, "uirevision": "loss",
     }
     return {"data": traces, "layout": layout}
 
 
-def gradient_norms_figure(norms: Mapping[str, list[float] | None]) -> dict:
-    """‖∂loss/∂W‖ of each hidden layer's weights on the last batch, input side first, log scale."""
+def gradient_norms_figure(norms: Mapping[str, list[float] | None], _: Translate = untranslated) -> dict:
+    """‖∂loss/∂W‖ of each hidden layer's weights on the last batch, input side first, log scale; texts in
+    ``_``'s language."""
     traces = []
     for kind, values in norms.items():
         if not values:
@@ -102,15 +114,15 @@ def gradient_norms_figure(norms: Mapping[str, list[float] | None]) -> dict:
         traces.append({
             "type": "scatter", "mode": "lines+markers", "x": list(range(1, len(values) + 1)),
             "y": _round([value if value > 0 else float("nan") for value in values], 3),
-            "name": NET_TITLES.get(kind, kind), "line": {"color": NET_COLOURS.get(kind)}, "marker": {"size": 4},
+            "name": _net_title(kind, _), "line": {"color": NET_COLOURS.get(kind)}, "marker": {"size": 4},
         })
     if not traces:  # before the first step: plotly refuses a figure without traces
         traces.append({"type": "scatter", "x": [], "y": [], "showlegend": False})
     layout = {
         "height": 320, "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
-        "title": {"text": "Gradient norm per layer (last batch)"},
-        "xaxis": {"title": {"text": "hidden layer (input side → output side)"}},
-        "yaxis": {"title": {"text": "‖∂loss/∂W‖ (log scale)"}, "type": "log", "exponentformat": "power",
+        "title": {"text": _("Gradient norm per layer (last batch)")},
+        "xaxis": {"title": {"text": _("hidden layer (input side → output side)")}},
+        "yaxis": {"title": {"text": _("‖∂loss/∂W‖ (log scale)")}, "type": "log", "exponentformat": "power",
                   "tickvals": log_ticks([y for trace in traces for y in trace["y"]])},
         "legend": {"orientation": "h", "y": -0.25}, "uirevision": "gradients",
     }

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from explorer.i18n import Translate, untranslated
 from explorer.playground.engine import NetView, Playground
 from explorer.playground.settings import PlaygroundSettings
 
@@ -53,7 +54,7 @@ class LivePlayground:
         self._last_polled = time.monotonic()
         self._pending: PlaygroundSettings | None = None  # a new rate or batch size for the worker to take
         self.error: BaseException | None = None  # what stopped the worker, for the page to say
-        self.stopped_because: str | None = None  # a paused-by-itself reason, for the page to say
+        self._stopped: str | None = None  # why it paused by itself ("idle", "diverged"), for the page to say
         self._snapshot = self._take_snapshot()
 
     # -- what the page reads ----------------------------------------------------------------
@@ -69,6 +70,20 @@ class LivePlayground:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def stopped_because(self) -> str | None:
+        """Why it paused by itself (None if it did not), in English."""
+        return self.stopped_text()
+
+    def stopped_text(self, _: Translate = untranslated) -> str | None:
+        """Why it paused by itself (None if it did not), in the page's language ``_``."""
+        if self._stopped == "idle":
+            return _("Paused by itself: no page asked for it in {seconds:g} s (the tab was closed or "
+                     "hidden).").format(seconds=self.idle_pause_seconds)
+        if self._stopped == "diverged":
+            return _("Paused by itself: every net diverged (its loss is not a number).")
+        return None
+
     def snapshot(self) -> Snapshot:
         """The newest views; also tells the worker that somebody is still watching."""
         self._last_polled = time.monotonic()
@@ -80,7 +95,7 @@ class LivePlayground:
         with self._state:
             if self._closed:
                 raise RuntimeError("this playground was closed")
-            self._running, self.error, self.stopped_because = True, None, None
+            self._running, self.error, self._stopped = True, None, None
             self._last_polled = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="playground", daemon=True)
@@ -147,8 +162,7 @@ class LivePlayground:
         with self._state:
             if self._running and time.monotonic() - self._last_polled > self.idle_pause_seconds:
                 self._running = False
-                self.stopped_because = (f"Paused by itself: no page asked for it in "
-                                        f"{self.idle_pause_seconds:g} s (the tab was closed or hidden).")
+                self._stopped = "idle"
             if not self._running or self._closed:
                 self._thread = None
                 return False
@@ -165,7 +179,7 @@ class LivePlayground:
                     self._snapshot = self._take_snapshot()
                     if all(view.diverged for view in self._snapshot.views.values()):
                         self._running = False
-                        self.stopped_because = "Paused by itself: every net diverged (its loss is not a number)."
+                        self._stopped = "diverged"
             with self._training:  # a rate given while this thread was ending
                 self._take_pending()
         except Exception as error:  # noqa: BLE001 - the page says it; the session goes on

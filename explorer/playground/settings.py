@@ -23,6 +23,7 @@ from typing import Mapping
 
 from explorer.data.base import POINT_DATASETS
 from explorer.fields import add_flags, check_fields, parse_value, setting, specs, to_text, values_from_args
+from explorer.i18n import N_, Translate, untranslated
 from explorer.models.mlp import ACTIVATIONS, INITS
 
 NETS = {"both": ("plain", "residual"), "plain": ("plain",), "residual": ("residual",)}
@@ -34,24 +35,24 @@ OPTIMISERS = ("adam", "sgd")
 class PlaygroundSettings:
     """Everything that defines a playground; the page, the URL and the CLI share these limits."""
 
-    dataset: str = setting("spiral", help="2-D data set", choices=POINT_DATASETS)
-    noise: float = setting(0.05, help="std of the Gaussian noise on both coordinates (the points lie in about "
-                                      "[-1, 1]^2)", low=0.0, high=0.5)
-    points: int = setting(500, help="points in all, split into training and test", low=20, high=5000)
-    train_percent: int = setting(50, help="percentage of the points used for training; the rest are the test set",
-                                 low=10, high=90)
-    depth: int = setting(50, help="hidden layers", low=1, high=300)
-    width: int = setting(16, help="units per hidden layer", low=1, high=256)
-    activation: str = setting("relu", help="activation g", choices=ACTIVATIONS)
-    norm: str = setting("none", help="normalisation after each hidden layer's linear map", choices=NORMS)
-    init: str = setting("pytorch", help="initial weights: pytorch (nn.Linear's default) or he (N(0, 2/fan_in), "
-                                        "zero biases)", choices=INITS)
+    dataset: str = setting("spiral", help=N_("2-D data set"), choices=POINT_DATASETS)
+    noise: float = setting(0.05, help=N_("std of the Gaussian noise on both coordinates (the points lie in "
+                                         "about [-1, 1]^2)"), low=0.0, high=0.5)
+    points: int = setting(500, help=N_("points in all, split into training and test"), low=20, high=5000)
+    train_percent: int = setting(50, help=N_("percentage of the points used for training; the rest are the "
+                                                 "test set"), low=10, high=90)
+    depth: int = setting(50, help=N_("hidden layers"), low=1, high=300)
+    width: int = setting(16, help=N_("units per hidden layer"), low=1, high=256)
+    activation: str = setting("relu", help=N_("activation g"), choices=ACTIVATIONS)
+    norm: str = setting("none", help=N_("normalisation after each hidden layer's linear map"), choices=NORMS)
+    init: str = setting("pytorch", help=N_("initial weights: pytorch (nn.Linear's default) or he "
+                                           "(N(0, 2/fan_in), zero biases)"), choices=INITS)
     # No flag of its own: the CLI trains one net, chosen with --plain or --residual.
-    nets: str = setting("both", help="which nets: plain, residual or both side by side", choices=NETS)
-    optimiser: str = setting("adam", help="adam, or sgd with momentum 0.9", choices=OPTIMISERS)
-    lr: float = setting(0.001, help="learning rate", low=1e-6, high=1.0)
-    batch_size: int = setting(32, help="points per training step", low=1, high=1024)
-    seed: int = setting(0, help="random seed: data, initial weights and batch order", low=0, high=2**31 - 1)
+    nets: str = setting("both", help=N_("which nets: plain, residual or both side by side"), choices=NETS)
+    optimiser: str = setting("adam", help=N_("adam, or sgd with momentum 0.9"), choices=OPTIMISERS)
+    lr: float = setting(0.001, help=N_("learning rate"), low=1e-6, high=1.0)
+    batch_size: int = setting(32, help=N_("points per training step"), low=1, high=1024)
+    seed: int = setting(0, help=N_("random seed: data, initial weights and batch order"), low=0, high=2**31 - 1)
 
     @property
     def train_size(self) -> int:
@@ -80,8 +81,10 @@ DEFAULTS = PlaygroundSettings()
 LIVE_FIELDS = ("lr", "batch_size")
 
 
-def settings_from_query(params: Mapping[str, str | list[str]]) -> tuple[PlaygroundSettings, list[str]]:
-    """Settings from a URL's query parameters, and one message per parameter that was not valid.
+def settings_from_query(params: Mapping[str, str | list[str]], _: Translate = untranslated
+                        ) -> tuple[PlaygroundSettings, list[str]]:
+    """Settings from a URL's query parameters, and one message per parameter that was not valid
+    (in the page's language ``_``; the value's own complaint stays as the fields give it).
 
     A bad or missing value falls back to its default; parameters that are not settings are ignored.
     """
@@ -94,12 +97,14 @@ def settings_from_query(params: Mapping[str, str | list[str]]) -> tuple[Playgrou
         try:
             values[name] = parse_value(spec, text)
         except ValueError as error:
-            problems.append(f"URL parameter {name}: {error}; using the default, {spec.default}.")
+            problems.append(_("URL parameter {name}: {error}; using the default, {default}.").format(
+                name=name, error=error, default=spec.default))
     settings = DEFAULTS.replace(**values)
     try:
         settings.validate()
     except ValueError as error:
-        problems.append(f"URL parameters: {error}; using the default batch size and normalisation.")
+        problems.append(_("URL parameters: {error}; using the default batch size and normalisation.").format(
+            error=error))
         settings = settings.replace(norm=DEFAULTS.norm, batch_size=DEFAULTS.batch_size)
     return settings, problems
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from explorer.data.base import CIFAR10
 from explorer.data.cifar10 import check_obtainable
+from explorer.i18n import Translate, untranslated
 from explorer.train.config import RunConfig, validate
 from explorer.train.execution import Backend, Handle, JobSpec, LocalBackend, OnThisMachine, ThreadBackend
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, disk_full_message, free_bytes, is_disk_full, mark_interrupted
@@ -66,19 +67,25 @@ def space_needed(configs: list[RunConfig]) -> int:
     return total
 
 
-def check_space(runs_dir: str | Path, configs: list[RunConfig], owner: str | None = None) -> None:
+def check_space(runs_dir: str | Path, configs: list[RunConfig], owner: str | None = None,
+                _: Translate = untranslated) -> None:
     """Refuse, before any folder is made, runs the disk holding ``runs_dir`` has no room for, and a
-    student's runs that would take their session past its quota (explorer/train/storage.py)."""
+    student's runs that would take their session past its quota (explorer/train/storage.py).
+    ``_``: the page's translation of the refusal."""
     from explorer.train.storage import check_quota
 
     free = free_bytes(runs_dir)
     needed = space_needed(configs)
-    check_quota(runs_dir, owner, needed)
+    check_quota(runs_dir, owner, needed, _=_)
     if free is not None and free < needed:
-        runs = "this run needs" if len(configs) == 1 else f"these {len(configs)} runs need"
-        raise ValueError(f"not enough disk space: {runs} about {needed / 2**20:,.1f} MB (model, checkpoint and "
-                         f"records) and the disk holding {Path(runs_dir).absolute()} has {free / 2**20:,.1f} MB free; "
-                         "delete old runs (the Runs page) or free space")
+        numbers = dict(needed=needed / 2**20, folder=Path(runs_dir).absolute(), free=free / 2**20)
+        if len(configs) == 1:
+            raise ValueError(_("not enough disk space: this run needs about {needed:,.1f} MB (model, checkpoint and "
+                               "records) and the disk holding {folder} has {free:,.1f} MB free; delete old runs "
+                               "(the Runs page) or free space").format(**numbers))
+        raise ValueError(_("not enough disk space: these {count} runs need about {needed:,.1f} MB (model, checkpoint "
+                           "and records) and the disk holding {folder} has {free:,.1f} MB free; delete old runs "
+                           "(the Runs page) or free space").format(count=len(configs), **numbers))
 
 
 def check_config(config: RunConfig, backend: Backend | None = None) -> None:
@@ -144,22 +151,25 @@ class JobManager:
 
     # --- submitting ----------------------------------------------------------------------------
     def submit(self, config: RunConfig, label: str | None = None, run_dir: str | Path | None = None,
-               group: str | None = None, owner: str | None = None) -> Job:
+               group: str | None = None, owner: str | None = None, _: Translate = untranslated) -> Job:
         """Check ``config``, create its run folder and queue it. Bad settings raise ValueError here.
 
         ``group`` names runs started together (a preset), so a page can show them together again.
+        ``_``: the page's translation of a refusal for want of space.
         """
         check_config(config, self.backend)
-        check_space(Path(run_dir).parent if run_dir else self.runs_dir, [config], owner)
+        check_space(Path(run_dir).parent if run_dir else self.runs_dir, [config], owner, _=_)
         job = self._create(config, label, run_dir, group, owner)
         self._schedule()
         return job
 
-    def submit_group(self, configs: list[RunConfig], group: str, owner: str | None = None) -> list[Job]:
-        """Submit several runs as one comparison; all are checked before any is created or started."""
+    def submit_group(self, configs: list[RunConfig], group: str, owner: str | None = None,
+                     _: Translate = untranslated) -> list[Job]:
+        """Submit several runs as one comparison; all are checked before any is created or started.
+        ``_``: the page's translation of a refusal for want of space."""
         for config in configs:
             check_config(config, self.backend)
-        check_space(self.runs_dir, configs, owner)
+        check_space(self.runs_dir, configs, owner, _=_)
         jobs = [self._create(config, group=group, owner=owner, group_size=len(configs)) for config in configs]
         self._schedule()
         return jobs
@@ -173,20 +183,22 @@ class JobManager:
         return self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=owner,
                              group_size=group_size))
 
-    def resume(self, run_dir: str | Path, by: str | None = None) -> Job:
-        """Continue a paused job, or a stopped, interrupted or failed run from its last checkpoint."""
+    def resume(self, run_dir: str | Path, by: str | None = None, _: Translate = untranslated) -> Job:
+        """Continue a paused job, or a stopped, interrupted or failed run from its last checkpoint.
+        ``_``: the page's translation of a refusal."""
         job = self.get(run_dir)
         if job and not job.finished:
-            self._check_rights(job.run, by)
+            self._check_rights(job.run, by, _)
             job.control.resume()
             return job
         run = Run(run_dir)
         if not run.exists():
-            raise ValueError(f"{run_dir} is not a run folder (it has no config.json)")
-        self._check_rights(run, by)
+            raise ValueError(_("{folder} is not a run folder (it has no config.json)").format(folder=run_dir))
+        self._check_rights(run, by, _)
         status = run.status()
         if status.get("state") not in ("stopped", "interrupted", "failed"):
-            raise ValueError(f"a {status.get('state')} run cannot be resumed; only stopped, interrupted or failed ones")
+            raise ValueError(_("a {state} run cannot be resumed; only stopped, interrupted or failed ones").format(
+                state=status.get("state")))
         config = RunConfig.from_json(run.config())
         run.set_status("queued", "waiting to resume")
         job = self._add(Job(run=run, config=config, control=self.backend.new_control(), owner=status.get("owner"),
@@ -303,8 +315,9 @@ class JobManager:
         key = str(Path(run_dir))
         return keys.index(key) + 1 if key in keys else None
 
-    def waiting_reason(self, run_dir: str | Path) -> str | None:
-        """Why a queued run has not started yet, in one sentence; None when it is not waiting."""
+    def waiting_reason(self, run_dir: str | Path, _: Translate = untranslated) -> str | None:
+        """Why a queued run has not started yet, in one sentence (``_``: the page's translation); None
+        when it is not waiting."""
         job = self.get(run_dir)
         place = self.queue_position(run_dir)
         if job is None or place is None:
@@ -312,43 +325,48 @@ class JobManager:
         running = [other for other in self.jobs() if other.started and not other.ended.is_set()]
         mine = sum(other.owner == job.owner for other in running)
         if job.owner is not None and mine >= self.per_owner:
-            return (f"waiting: a session trains at most {self.per_owner} run{'s' if self.per_owner > 1 else ''} at "
-                    f"once, and {mine} of yours are training")
-        return (f"waiting for a free slot: {len(running)} of {self.max_concurrent} are training; number {place} in "
-                f"line")
+            if self.per_owner > 1:
+                return _("waiting: a session trains at most {most} runs at once, and {mine} of yours are "
+                         "training").format(most=self.per_owner, mine=mine)
+            return _("waiting: a session trains at most {most} run at once, and {mine} of yours are "
+                     "training").format(most=self.per_owner, mine=mine)
+        return _("waiting for a free slot: {running} of {most} are training; number {place} in line").format(
+            running=len(running), most=self.max_concurrent, place=place)
 
     def can_control(self, run: Run, by: str | None) -> bool:
         return by is None or run.status().get("owner") == by
 
-    def _check_rights(self, run: Run, by: str | None) -> None:
+    def _check_rights(self, run: Run, by: str | None, _: Translate = untranslated) -> None:
         if not self.can_control(run, by):
-            raise NotYours(f"{run.id} was started in another session; only that session or the instructor can "
-                           "control it")
+            raise NotYours(_("{run} was started in another session; only that session or the instructor can "
+                             "control it").format(run=run.id))
 
-    def stop(self, run_dir: str | Path, by: str | None = None) -> str:
-        """Ask a job to stop; returns what happened, also for a job that already ended."""
+    def stop(self, run_dir: str | Path, by: str | None = None, _: Translate = untranslated) -> str:
+        """Ask a job to stop; returns what happened (``_``: the page's translation), also for a job
+        that already ended. The run's status keeps the code's English."""
         job = self.get(run_dir)
         if job is None:
-            return "no such job in this session; nothing to stop"
-        self._check_rights(job.run, by)
+            return _("no such job in this session; nothing to stop")
+        self._check_rights(job.run, by, _)
         if job.finished:
-            return f"the run had already ended ({job.result.state})"
+            return _("the run had already ended ({state})").format(state=job.result.state)
         job.control.stop()
         with self._lock:
             queued, job.started = not job.started, True
         if queued:  # it never takes a slot
             job.run.set_status("stopped", "stopped before it started")
             self._end(job, TrainResult(job.run_dir, "stopped", "stopped before it started", 0, 0, None, None, None))
-            return "stopped before it started"
-        return "stopping"
+            return _("stopped before it started")
+        return _("stopping")
 
-    def pause(self, run_dir: str | Path, by: str | None = None) -> str:
+    def pause(self, run_dir: str | Path, by: str | None = None, _: Translate = untranslated) -> str:
+        """Ask a job to pause; returns what happened (``_``: the page's translation)."""
         job = self.get(run_dir)
         if job is None or job.finished:
-            return "the run is not training; nothing to pause"
-        self._check_rights(job.run, by)
+            return _("the run is not training; nothing to pause")
+        self._check_rights(job.run, by, _)
         job.control.pause()
-        return "pausing"
+        return _("pausing")
 
     def wait(self, run_dir: str | Path, timeout: float | None = None) -> TrainResult | None:
         job = self.get(run_dir)

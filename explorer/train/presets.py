@@ -27,27 +27,60 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
+import os
+from pathlib import Path
+
+from explorer.data import cifar10
+from explorer.data.base import CIFAR10, FOLDER_PREFIX, check_dataset_name
+from explorer.i18n import N_, Translate, untranslated
 from explorer.measurements import latest
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
 
 MEASURED_ON_CPU = "presets-cpu"  # bench/presets.py's record: what each CPU preset showed, per seed
+MEASURED_ON_REAL_IMAGES = "presets-real-images-cpu"  # the same on real CIFAR-10 images
+REAL_IMAGES_ENV = "RESNET_EXPLORER_REAL_IMAGES"  # a data set of real images the CPU presets default to
+
+
+def real_images_on_machine() -> str | None:
+    """The data set of real images the CPU presets train on by default, or None where there is none.
+
+    A class would rather see real images: ``$RESNET_EXPLORER_REAL_IMAGES`` names one (``cifar10``,
+    or ``folder:PATH`` laid out as CIFAR-10's classes), else CIFAR-10 once it has been downloaded
+    (explorer/data/cifar10.py). Only what is already on the machine counts: nothing is downloaded
+    for a default, and a name that does not resolve is passed over.
+    """
+    named = os.environ.get(REAL_IMAGES_ENV, "").strip()
+    if named:
+        try:
+            name = check_dataset_name(named)
+        except ValueError:
+            name = None
+        if name == CIFAR10 and cifar10.on_machine():
+            return name
+        if name and name.startswith(FOLDER_PREFIX) and (Path(name[len(FOLDER_PREFIX):]).expanduser() / "train").is_dir():
+            return name
+    return CIFAR10 if cifar10.on_machine() else None
+
+
+def is_real_images(dataset: str) -> bool:
+    return not dataset.startswith("shapes")
 
 # What a preset's text may claim, each checked on every seed by bench/presets.py: ``left``'s
 # ``measure`` is below ``right``'s. Training error is the mean of the last three logs; the response
 # std is the mean over 3x3 layers of the saved weights (the final probe).
 CLAIMS: dict[str, dict] = {
-    "plain56_behind_plain20": {"text": "plain-56 trains worse than plain-20", "measure": "train_error",
+    "plain56_behind_plain20": {"text": N_("plain-56 trains worse than plain-20"), "measure": "train_error",
                                "left": "cifar-plain20", "right": "cifar-plain56"},
-    "resnet56_ahead_of_plain56": {"text": "ResNet-56 trains better than plain-56", "measure": "train_error",
+    "resnet56_ahead_of_plain56": {"text": N_("ResNet-56 trains better than plain-56"), "measure": "train_error",
                                   "left": "cifar-resnet56", "right": "cifar-plain56"},
-    "resnet20_ahead_of_plain20": {"text": "ResNet-20 trains better than plain-20", "measure": "train_error",
+    "resnet20_ahead_of_plain20": {"text": N_("ResNet-20 trains better than plain-20"), "measure": "train_error",
                                   "left": "cifar-resnet20", "right": "cifar-plain20"},
-    "resnet56_ahead_of_resnet20": {"text": "ResNet-56 trains better than ResNet-20 (the paper's long-schedule result, "
-                                           "not claimed here)", "measure": "train_error",
+    "resnet56_ahead_of_resnet20": {"text": N_("ResNet-56 trains better than ResNet-20 (the paper's long-schedule result, "
+                                           "not claimed here)"), "measure": "train_error",
                                    "left": "cifar-resnet56", "right": "cifar-resnet20"},
-    "resnet56_smaller_responses": {"text": "ResNet-56's layer responses are smaller than plain-56's",
+    "resnet56_smaller_responses": {"text": N_("ResNet-56's layer responses are smaller than plain-56's"),
                                    "measure": "mean_response_std", "left": "cifar-resnet56", "right": "cifar-plain56"},
-    "resnet20_smaller_responses": {"text": "ResNet-20's layer responses are smaller than plain-20's",
+    "resnet20_smaller_responses": {"text": N_("ResNet-20's layer responses are smaller than plain-20's"),
                                    "measure": "mean_response_std", "left": "cifar-resnet20", "right": "cifar-plain20"},
 }
 
@@ -93,42 +126,60 @@ class Preset:
     def schedule(self, device_type: str) -> Schedule:
         return self.gpu if device_type == "cuda" else self.cpu
 
-    def describe(self, device_type: str, dataset: str | None = None) -> str:
-        schedule = self.schedule(device_type)
-        models = ", ".join(self.models(device_type))
-        data = f"{schedule.train_size:,} images" if schedule.train_size else "all training images"
-        where = "the paper's schedule on this GPU" if device_type == "cuda" else "a short schedule for this CPU"
-        drops = " and ".join(f"{fraction:.0%}" for fraction in schedule.lr_milestones)
-        augment = ("with the paper's augmentation (pad-4 crop, flip)" if schedule.augment else
-                   "without augmentation (the paper crops and flips)")
-        return (f"{where}: {models}, all at once; {schedule.steps:,} steps at batch {schedule.batch_size}, "
-                f"lr {schedule.lr:g} divided by 10 at {drops} of the steps, on {data} of "
-                f"{dataset or schedule.dataset} at {schedule.image_size}x{schedule.image_size} pixels, {augment}.")
+    def default_dataset(self, device_type: str) -> str:
+        """The schedule's data; on a CPU, real images where the machine has them (``real_images_on_machine``)."""
+        if device_type == "cuda":
+            return self.gpu.dataset
+        return real_images_on_machine() or self.cpu.dataset
 
-    def measured_on_cpu(self) -> str | None:
-        """What bench/presets.py recorded for this preset on a CPU, as markdown; None if nothing is recorded."""
-        recorded = latest(MEASURED_ON_CPU)
+    def describe(self, device_type: str, dataset: str | None = None, _: Translate = untranslated) -> str:
+        schedule = self.schedule(device_type)
+        where = (_("the paper's schedule on this GPU") if device_type == "cuda" else
+                 _("a short schedule for this CPU"))
+        data = (_("{images:,} images").format(images=schedule.train_size) if schedule.train_size else
+                _("all training images"))
+        augment = (_("with the paper's augmentation (pad-4 crop, flip)") if schedule.augment else
+                   _("without augmentation (the paper crops and flips)"))
+        return _("{where}: {models}, all at once; {steps:,} steps at batch {batch}, lr {lr:g} divided by 10 at "
+                 "{drops} of the steps, on {data} of {dataset} at {size}x{size} pixels, {augment}.").format(
+            where=where, models=", ".join(self.models(device_type)), steps=schedule.steps, batch=schedule.batch_size,
+            lr=schedule.lr, drops=_(" and ").join(f"{fraction:.0%}" for fraction in schedule.lr_milestones), data=data,
+            dataset=dataset or self.default_dataset(device_type), size=schedule.image_size, augment=augment)
+
+    def measured_on_cpu(self, dataset: str | None = None, _: Translate = untranslated) -> str | None:
+        """What bench/presets.py recorded for this preset on a CPU, on ``dataset``'s kind of data (the
+        built-in shapes, or real images), as markdown; None if nothing is recorded."""
+        real = is_real_images(dataset or self.default_dataset("cpu"))
+        recorded = latest(MEASURED_ON_REAL_IMAGES if real else MEASURED_ON_CPU)
         summary = recorded.data.get("summary", {}).get(self.key) if recorded else None
         if not summary:
             return None
         seeds = len(recorded.data.get("seeds", ()))
-        seconds = summary.get("seconds", [])
-        lines = [f"Measured by bench/presets.py on {recorded.device}, {recorded.date}, on {seeds} seeds, the nets "
-                 f"trained as the app trains them ({recorded.source}): {min(seconds):.0f}-{max(seconds):.0f} s "
-                 "from submitting them to the last run's end.", ""]
+        seconds = summary.get("seconds") or []
+        on = recorded.data.get("dataset_note") or recorded.data.get("dataset") or ""
+        lines = [_("Measured by bench/presets.py on {device}, {date}, on {seeds} seeds, the nets trained as the app "
+                   "trains them ({source}).").format(device=recorded.device, date=recorded.date, seeds=seeds,
+                                                     source=recorded.source)]
+        if real:
+            lines[0] += " " + _("Real images: {data}.").format(data=on)
+        if seconds:
+            lines[0] += " " + _("{fastest:.0f}-{slowest:.0f} s from submitting them to the last run's end.").format(
+                fastest=min(seconds), slowest=max(seconds))
+        lines.append("")
         for claim, count in summary.get("claims_held_on_seeds", {}).items():
-            text = CLAIMS[claim]["text"] if claim in CLAIMS else claim
-            lines.append(f"- {text}: on {count} of {seeds} seeds")
+            translate = _  # the claims' texts are marked with N_ where they are defined
+            text = translate(CLAIMS[claim]["text"]) if claim in CLAIMS else claim
+            lines.append(_("- {claim}: on {count} of {seeds} seeds").format(claim=text, count=count, seeds=seeds))
         repeat = summary.get("repeat")
         if repeat:
-            lines.append(f"- seed {repeat['seed']} run twice: "
-                         f"{'the same curves' if repeat['same_curves'] else 'different curves'}")
+            lines.append((_("- seed {seed} run twice: the same curves") if repeat["same_curves"] else
+                          _("- seed {seed} run twice: different curves")).format(seed=repeat["seed"]))
         errors = {}
         for run in recorded.data.get("runs", {}).get(self.key, []):
             for model, numbers in run.get("models", {}).items():
                 errors.setdefault(model, []).append(numbers["train_error"])
         finals = ", ".join(f"{_short_name(model)} {min(values):.0%}-{max(values):.0%}" for model, values in errors.items())
-        lines += ["", f"Final training error over the seeds: {finals}."]
+        lines += ["", _("Final training error over the seeds: {finals}.").format(finals=finals)]
         return "\n".join(lines)
 
     def configs(self, device_type: str, dataset: str | None = None, seed: int = 0, precision: str = "auto",
@@ -141,7 +192,7 @@ class Preset:
             warmup = 400 if device_type == "cuda" and name.endswith("110") else schedule.warmup_steps
             configs.append(RunConfig(
                 model=ModelConfig(name=name),
-                data=DataConfig(dataset=dataset or schedule.dataset, train_size=schedule.train_size,
+                data=DataConfig(dataset=dataset or self.default_dataset(device_type), train_size=schedule.train_size,
                                 test_size=schedule.test_size, image_size=schedule.image_size,
                                 augment=schedule.augment),
                 optim=OptimConfig(steps=schedule.steps, batch_size=schedule.batch_size, lr=schedule.lr,
@@ -179,54 +230,54 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             key="fig1",
-            title="Fig. 1: plain-20 vs plain-56",
+            title=N_("Fig. 1: plain-20 vs plain-56"),
             cpu_models=("cifar-plain20", "cifar-plain56"),
             gpu_models=("cifar-plain20", "cifar-plain56"),
             cpu=cpu_schedule(probe_every=20),
             gpu=PAPER_SCHEDULE,
-            shows="the deeper plain net trains worse: plain-56's training error stays above plain-20's, so it is "
-                  "not overfitting.",
-            cannot="the paper's converged curves on CIFAR-10 (64k iterations: the GPU version of this preset).",
-            details="In a minute both nets are far from converged and the curves vary from seed to seed; the counts "
+            shows=N_("the deeper plain net trains worse: plain-56's training error stays above plain-20's, so it is "
+                  "not overfitting."),
+            cannot=N_("the paper's converged curves on CIFAR-10 (64k iterations: the GPU version of this preset)."),
+            details=N_("In a minute both nets are far from converged and the curves vary from seed to seed; the counts "
                     "below say on how many seeds the deeper net ended behind. The schedule is shortened for the "
                     "CPU and runs on the built-in shapes without augmentation (the paper crops and flips "
-                    "CIFAR-10); the nets are the paper's.",
+                    "CIFAR-10); the nets are the paper's."),
             claims=("plain56_behind_plain20",),
         ),
         Preset(
             key="fig6",
-            title="Fig. 6: plain and ResNet at 20/32/44/56 (and 110)",
-            cpu_title="Fig. 6: plain and ResNet at 20 and 56 (a GPU adds 32, 44 and 110)",
+            title=N_("Fig. 6: plain and ResNet at 20/32/44/56 (and 110)"),
+            cpu_title=N_("Fig. 6: plain and ResNet at 20 and 56 (a GPU adds 32, 44 and 110)"),
             cpu_models=("cifar-plain20", "cifar-plain56", "cifar-resnet20", "cifar-resnet56"),
             gpu_models=("cifar-plain20", "cifar-plain32", "cifar-plain44", "cifar-plain56", "cifar-resnet20",
                         "cifar-resnet32", "cifar-resnet44", "cifar-resnet56", "cifar-resnet110"),
             cpu=cpu_schedule(probe_every=20),
             gpu=PAPER_SCHEDULE,
-            shows="plain-56 behind plain-20, and each ResNet ahead of the plain net of its depth (ResNet-56 far "
-                  "ahead of plain-56): the shortcuts remove the degradation.",
-            cannot="a deeper ResNet ahead of a shallower one: in a minute that depends on the seed; in the paper it "
-                   "comes with the long schedule (the GPU version, depths 20 to 110).",
-            details="The schedule is shortened for the CPU and runs on the built-in shapes without augmentation "
+            shows=N_("plain-56 behind plain-20, and each ResNet ahead of the plain net of its depth (ResNet-56 far "
+                  "ahead of plain-56): the shortcuts remove the degradation."),
+            cannot=N_("a deeper ResNet ahead of a shallower one: in a minute that depends on the seed; in the paper it "
+                   "comes with the long schedule (the GPU version, depths 20 to 110)."),
+            details=N_("The schedule is shortened for the CPU and runs on the built-in shapes without augmentation "
                     "(the paper crops and flips CIFAR-10); the nets are the paper's (option A shortcuts). Depths "
-                    "32, 44 and 110 run only on a GPU.",
+                    "32, 44 and 110 run only on a GPU."),
             claims=("plain56_behind_plain20", "resnet56_ahead_of_plain56", "resnet20_ahead_of_plain20",
                     "resnet56_ahead_of_resnet20"),
         ),
         Preset(
             key="fig7",
-            title="Fig. 7: layer responses of ResNet-20/56/110 vs plain",
-            cpu_title="Fig. 7: layer responses of ResNet-20/56 vs plain (a GPU adds ResNet-110)",
+            title=N_("Fig. 7: layer responses of ResNet-20/56/110 vs plain"),
+            cpu_title=N_("Fig. 7: layer responses of ResNet-20/56 vs plain (a GPU adds ResNet-110)"),
             cpu_models=("cifar-plain20", "cifar-plain56", "cifar-resnet20", "cifar-resnet56"),
             gpu_models=("cifar-plain20", "cifar-plain56", "cifar-resnet20", "cifar-resnet56", "cifar-resnet110"),
             cpu=cpu_schedule(probe_every=10),
             gpu=PAPER_SCHEDULE,
-            shows="the std of each 3x3 layer's response as the nets train (open Layer responses): ResNet-20's are "
-                  "smaller than plain-20's, as in the paper.",
-            cannot="the gap at depth 56 on every seed (it formed on most of them), nor responses of fully trained "
-                   "nets or ResNet-110's (GPU only).",
-            details="The same four nets and schedule as the Fig. 6 preset, probed every 10 steps; the last probe is "
+            shows=N_("the std of each 3x3 layer's response as the nets train (open Layer responses): ResNet-20's are "
+                  "smaller than plain-20's, as in the paper."),
+            cannot=N_("the gap at depth 56 on every seed (it formed on most of them), nor responses of fully trained "
+                   "nets or ResNet-110's (GPU only)."),
+            details=N_("The same four nets and schedule as the Fig. 6 preset, probed every 10 steps; the last probe is "
                     "of the weights each run saves. The paper measures trained nets; these have trained for a "
-                    "minute, so compare the counts below before reading much into the gap.",
+                    "minute, so compare the counts below before reading much into the gap."),
             claims=("resnet56_smaller_responses", "resnet20_smaller_responses"),
         ),
     )

@@ -21,6 +21,7 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from explorer.i18n import Translate, untranslated
 from explorer.train.store import ACTIVE_STATES, Run, free_bytes, list_runs
 
 QUOTA_ENV = "RESNET_EXPLORER_SESSION_QUOTA_MB"
@@ -51,7 +52,7 @@ def session_quota_bytes() -> int:
 def folder_bytes(path: str | Path) -> int:
     """The bytes of the files under ``path`` (links not followed); 0 for a folder gone meanwhile."""
     total = 0
-    for root, _, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
@@ -74,16 +75,19 @@ def owner_bytes(runs_dir: str | Path, owner: str) -> int:
     return sum(folder_bytes(run.path) for run in list_runs(runs_dir) if run.status().get("owner") == owner)
 
 
-def check_quota(runs_dir: str | Path, owner: str | None, needed: int, quota: int | None = None) -> None:
-    """Refuse runs that would take a student's session past its quota (shared runs have none)."""
+def check_quota(runs_dir: str | Path, owner: str | None, needed: int, quota: int | None = None,
+                _: Translate = untranslated) -> None:
+    """Refuse runs that would take a student's session past its quota (shared runs have none);
+    ``_``: the page's translation of the refusal."""
     if owner is None:
         return
     quota = session_quota_bytes() if quota is None else quota
     used = owner_bytes(runs_dir, owner)
     if used + needed > quota:
-        raise ValueError(f"your runs take {used / 2**20:,.1f} MB of your {quota / 2**20:,.0f} MB, and these need "
-                         f"about {needed / 2**20:,.1f} MB more: delete some of your old runs on the Runs page "
-                         "(download them first as a zip to keep them)")
+        raise ValueError(_("your runs take {used:,.1f} MB of your {quota:,.0f} MB, and these need about "
+                           "{needed:,.1f} MB more: delete some of your old runs on the Runs page (download them "
+                           "first as a zip to keep them)").format(used=used / 2**20, quota=quota / 2**20,
+                                                                  needed=needed / 2**20))
 
 
 def run_age_seconds(run: Run, now: float | None = None) -> float:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.analysis.runs import RunRecords
-from explorer.analysis.tasks import Task, TaskBoard
+from explorer.analysis.tasks import Task, TaskBoard, shown_message
+from explorer.i18n import N_
 from explorer.ui.converged import pick_converged
 from explorer.ui.failures import shows_failures
+from explorer.ui.i18n import _
 from explorer.ui.jobs import job_manager, latest_group, pick_runs
 
 POLL_SECONDS = 1.0
@@ -32,8 +34,9 @@ def pick_trained_runs(key: str, converged: tuple[int, ...] = (), converged_defau
     if converged:
         records = pick_converged(f"{key}-converged", converged, converged_default) + records
     if not records:
-        st.info("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or "
-                "the Fig. 6 preset), then come back." + (" Or pick a converged net above." if converged else ""))
+        st.info(_("No runs yet: train a plain and a residual net of the same depth (the Train page's quick pair or "
+                  "the Fig. 6 preset), then come back.")
+                + (" " + _("Or pick a converged net above.") if converged else ""))
         st.stop()
     return records
 
@@ -60,22 +63,23 @@ def analyse(kind: str, records: list[RunRecords], options: dict, state_key: str,
     for task in tasks:
         if task.state == "failed":
             hint = refusal_hint if task.message.startswith("would take about") else ""
-            st.error(f"{_name(task)}: {task.message}{hint}", icon=":material/error:")
+            st.error(f"{_name(task)}: {shown_message(task.message, _)}{hint}", icon=":material/error:")
     return [task for task in tasks if task.state == "done"]
 
 
-@shows_failures("The analysis' progress")
+@shows_failures(N_("The analysis' progress"))
 def _progress(tasks: list[Task]) -> None:
     for task in tasks:
         progress = task.progress
         if task.state == "queued":
-            st.progress(0.0, text=f"{_name(task)}: waiting for a free worker")
+            st.progress(0.0, text=_("{run}: waiting for a free worker").format(run=_name(task)))
         elif task.state == "running":
             if progress and progress[1]:
                 done, total = progress
-                st.progress(done / total, text=f"{_name(task)}: {done} of {total} evaluations")
+                st.progress(done / total, text=_("{run}: {done} of {total} evaluations").format(
+                    run=_name(task), done=done, total=total))
             else:
-                st.progress(0.0, text=f"{_name(task)}: loading the run and its test images")
+                st.progress(0.0, text=_("{run}: loading the run and its test images").format(run=_name(task)))
     if not any(task.state in ("queued", "running") for task in tasks):
         st.rerun()  # all ended: the whole page draws the results
 

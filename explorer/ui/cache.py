@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.analysis.complexity import Complexity, measure, measure_if_ready
+from explorer.ui.i18n import _
 from explorer.ui.warmup import start_background_warmup
 
 
@@ -32,5 +33,5 @@ def measured_so_far(names: list[str]) -> tuple[list[Complexity], list[str]]:
     if missing and not start_background_warmup().is_alive():
         # The warm-up has ended, yet some are missing (evicted from memory, no disk cache): measure
         # them here, as before, with a progress bar.
-        return measure_all(names, "Measuring"), []
+        return measure_all(names, _("Measuring")), []
     return ready, missing

@@ -16,20 +16,27 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.logger import get_logger
 
+from explorer.i18n import N_
+from explorer.ui.i18n import _, translate
+
 LOG = get_logger("explorer.app")
-UNFORESEEN = "something went wrong that the app did not expect"  # what bench/classroom.py looks for on screen
+# What bench/classroom.py looks for on screen (in English).
+UNFORESEEN = N_("something went wrong that the app did not expect")
 
 
 def failure_message(where: str, error: BaseException, reference: str) -> str:
-    return (f"{where} failed: {UNFORESEEN} ({type(error).__name__}). "
-            f"Reload the page to try again. If it fails again, tell the instructor: the server's log has the "
-            f"details under reference {reference}.")
+    """``where``: marked with N_ where it was written (it is translated here), or translated already."""
+    return _("{where} failed: {unforeseen} ({error}). Reload the page to try again. If it fails again, tell the "
+             "instructor: the server's log has the details under reference {reference}.").format(
+        where=translate(where), unforeseen=translate(UNFORESEEN), error=type(error).__name__, reference=reference)
 
 
 @contextmanager
 def failures_shown(where: str, stop: bool = False):
     """Run the block; if it raises, log the traceback with a reference and show the short message
-    instead (and end this script run there, with ``stop``)."""
+    instead (and end this script run there, with ``stop``). ``where`` ("The playground's nets"):
+    marked with N_ where it is written, and translated when the message is shown; a text translated
+    already passes unchanged."""
     try:
         yield
     except Exception as error:  # noqa: BLE001 - the net under every page: nothing unforeseen reaches the class raw
@@ -42,7 +49,8 @@ def failures_shown(where: str, stop: bool = False):
 
 def shows_failures(where: str):
     """``failures_shown`` for a function: for fragments, whose timed reruns run outside the page's
-    script. functools.wraps keeps the name Streamlit derives the fragment's id from."""
+    script. functools.wraps keeps the name Streamlit derives the fragment's id from. ``where``:
+    marked with N_ (the decorator runs at import, outside any session), translated when shown."""
     def decorate(function):
         @functools.wraps(function)
         def guarded(*args, **kwargs):

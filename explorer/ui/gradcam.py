@@ -28,6 +28,7 @@ from explorer.data.images import (
     load_image_with_notes,
     sample_photo,
 )
+from explorer.i18n import N_
 from explorer.models.weights import (
     MAX_WEIGHTS_UPLOAD_MB,
     PRETRAINED_DEPTHS,
@@ -39,6 +40,7 @@ from explorer.train.presets import PRESETS, custom_configs
 from explorer.train.pretrained import check_test_set_available, check_weights_available, pretrained_run
 from explorer.train.store import Run
 from explorer.ui.converged import test_set
+from explorer.ui.i18n import _, translate
 from explorer.ui.jobs import all_runs, shared_manager
 from explorer.ui.live import live_panel
 from explorer.ui.session import viewer
@@ -46,26 +48,26 @@ from explorer.ui.session import viewer
 PRETRAINED = [f"resnet{depth}" for depth in PRETRAINED_DEPTHS]
 
 
-IMAGE_SOURCES = ["Sample photo", "Upload", "CIFAR-10 test image"]
+IMAGE_SOURCES = [N_("Sample photo"), N_("Upload"), N_("CIFAR-10 test image")]
 EXAMPLES_PER_CLASS = 8
 
 
 def pick_image() -> tuple[np.ndarray, list[str], str] | None:
     """A sample photo, an upload or a CIFAR-10 test image, decoded to RGB; a bad file gets a
     message and None."""
-    source = st.radio("Image", IMAGE_SOURCES, horizontal=True)
-    if source == "Sample photo":
-        name = st.selectbox("Photo (bundled with scikit-image)", list(SAMPLE_PHOTOS))
+    source = st.radio(_("Image"), IMAGE_SOURCES, horizontal=True, format_func=translate)
+    if source == IMAGE_SOURCES[0]:
+        name = st.selectbox(_("Photo (bundled with scikit-image)"), list(SAMPLE_PHOTOS))
         return sample_photo(name), [], name
     if source == IMAGE_SOURCES[2]:
         return pick_test_image()
-    upload = st.file_uploader("Image file", type=list(SUPPORTED_FORMATS), max_upload_size=MAX_IMAGE_UPLOAD_MB,
-                              help="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; any colour mode")
+    upload = st.file_uploader(_("Image file"), type=list(SUPPORTED_FORMATS), max_upload_size=MAX_IMAGE_UPLOAD_MB,
+                              help=_("PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF; any colour mode"))
     if upload is None:
-        st.info("Upload an image, or pick a sample photo.")
+        st.info(_("Upload an image, or pick a sample photo."))
         return None
     try:
-        image, notes = load_image_with_notes(upload_bytes(upload, MAX_IMAGE_UPLOAD_MB, "images"), name=upload.name)
+        image, notes = load_image_with_notes(upload_bytes(upload, MAX_IMAGE_UPLOAD_MB, _("images")), name=upload.name)
     except ValueError as error:  # an ImageError, or a file over the cap
         st.error(str(error), icon=":material/error:")
         return None
@@ -80,19 +82,20 @@ def pick_test_image() -> tuple[np.ndarray, list[str], str] | None:
         return None
     try:
         check_test_set_available(dataset)
-        with st.spinner("Reading CIFAR-10's test images (once for the server)"):
+        with st.spinner(_("Reading CIFAR-10's test images (once for the server)")):
             examples = dict(_examples(dataset))
     except ValueError as error:
-        st.warning(f"CIFAR-10's test images are not available here: {error}", icon=":material/cloud_off:")
+        st.warning(_("CIFAR-10's test images are not available here: {error}").format(error=error),
+                   icon=":material/cloud_off:")
         return None
-    label = st.selectbox("Class", list(examples))
+    label = st.selectbox(_("Class"), list(examples))
     shown = examples[label]
     columns = st.columns(len(shown))
     for column, (index, image) in zip(columns, shown):
         column.image(image, caption=f"#{index}", width="stretch")
-    picked = st.radio("Test image", range(len(shown)), format_func=lambda i: f"#{shown[i][0]}", horizontal=True)
+    picked = st.radio(_("Test image"), range(len(shown)), format_func=lambda i: f"#{shown[i][0]}", horizontal=True)
     index, image = shown[picked]
-    return np.array(image), [], f"CIFAR-10 test image #{index} ({label})"
+    return np.array(image), [], _("CIFAR-10 test image #{index} ({label})").format(index=index, label=label)
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -105,7 +108,7 @@ def _examples(dataset: str) -> tuple[tuple[str, tuple], ...]:
 def converged(spec: str) -> tuple[Classifier, threading.Lock]:
     """A published converged CIFAR-10 ResNet (its weights need no test set)."""
     check_weights_available(spec)  # offline: one sentence now, not a download that can only fail
-    with st.spinner(f"Loading the published {spec.removeprefix('pretrained:')}"):
+    with st.spinner(_("Loading the published {name}").format(name=spec.removeprefix("pretrained:"))):
         return trained_run(str(pretrained_run(spec)))
 
 
@@ -115,9 +118,10 @@ def upload_weights(label: str) -> bytes | None:
     A file over the cap raises ValueError.
     """
     upload = st.file_uploader(label, type=["pth", "pt"], max_upload_size=MAX_WEIGHTS_UPLOAD_MB,
-                              help=f"A file made by torch.save, up to {MAX_WEIGHTS_UPLOAD_MB} MB (ResNet-152's is "
-                                   "about 230 MB); read with weights_only=True, so no code in it can run.")
-    return None if upload is None else upload_bytes(upload, MAX_WEIGHTS_UPLOAD_MB, "weights files")
+                              help=_("A file made by torch.save, up to {cap} MB (ResNet-152's is "
+                                     "about 230 MB); read with weights_only=True, so no code in it can run."
+                                     ).format(cap=MAX_WEIGHTS_UPLOAD_MB))
+    return None if upload is None else upload_bytes(upload, MAX_WEIGHTS_UPLOAD_MB, _("weights files"))
 
 
 def upload_bytes(upload, cap_mb: int, what: str) -> bytes:
@@ -127,7 +131,8 @@ def upload_bytes(upload, cap_mb: int, what: str) -> bytes:
     (larger) cap, so it is checked here again.
     """
     if upload.size > cap_mb * 2**20:
-        raise ValueError(f"{upload.name} is {upload.size / 2**20:,.1f} MB; {what} up to {cap_mb} MB are accepted")
+        raise ValueError(_("{name} is {size:,.1f} MB; {what} up to {cap} MB are accepted").format(
+            name=upload.name, size=upload.size / 2**20, what=what, cap=cap_mb))
     return upload.getvalue()
 
 
@@ -159,12 +164,12 @@ def pretrained(name: str, weights: bytes | None = None) -> tuple[Classifier, thr
     if cached_weights_path(name).exists():
         return _cached("pretrained", name, lambda: pretrained_classifier(name))
     check_pretrained_obtainable(name)  # offline: one sentence now, not a download that can only fail
-    bar = st.progress(0.0, text=f"Downloading {name}'s ImageNet weights")
+    bar = st.progress(0.0, text=_("Downloading {name}'s ImageNet weights").format(name=name))
 
     def report(done: int, total: int) -> None:
         if total:
-            bar.progress(min(done / total, 1.0), text=f"Downloading {name}: {done / 2**20:.0f} of "
-                                                      f"{total / 2**20:.0f} MiB")
+            bar.progress(min(done / total, 1.0), text=_("Downloading {name}: {done:.0f} of {total:.0f} MiB").format(
+                name=name, done=done / 2**20, total=total / 2**20))
 
     try:
         return _cached("pretrained", name, lambda: pretrained_classifier(name, progress=report))
@@ -183,6 +188,22 @@ def trained_run(run_dir: str) -> tuple[Classifier, threading.Lock]:
     return _cached("run", f"{run_dir}:{version}", lambda: run_classifier(run_dir))
 
 
+def shown_title(classifier: Classifier) -> str:
+    """The classifier's title in this session's language."""
+    if classifier.title_text is None:
+        return classifier.title
+    template, values = classifier.title_text
+    return translate(template).format(**values)
+
+
+def shown_trained_on(classifier: Classifier) -> str | None:
+    """What the classifier's net saw in training, in this session's language."""
+    if classifier.trained_on_text is None:
+        return classifier.trained_on
+    template, values = classifier.trained_on_text
+    return translate(template).format(**values)
+
+
 def runs_with_models() -> dict[str, str]:
     """Run folder -> label, for runs that have saved a model."""
     return {str(run.path): f"{run_label(run)} [{run.status().get('state', '?')}]" for run in all_runs()
@@ -194,10 +215,10 @@ def show_result(image: np.ndarray, result: GradCam, opacity: float, colormap: st
     blended = overlay(image, result.heatmap, opacity, colormap)
     heat_only = overlay(np.zeros_like(image), result.heatmap, 1.0, colormap)
     left, middle, right = st.columns(3)
-    left.image(image, caption="image", width="stretch")
-    middle.image(heat_only, caption=f"Grad-CAM at {result.layer} ({result.layer_size[0]}x{result.layer_size[1]} "
-                                    "upsampled)", width="stretch")
-    right.image(blended, caption=f"overlay, opacity {opacity:.0%}", width="stretch")
+    left.image(image, caption=_("image"), width="stretch")
+    middle.image(heat_only, caption=_("Grad-CAM at {layer} ({height}x{width} upsampled)").format(
+        layer=result.layer, height=result.layer_size[0], width=result.layer_size[1]), width="stretch")
+    right.image(blended, caption=_("overlay, opacity {opacity:.0%}").format(opacity=opacity), width="stretch")
     for note in result.notes:
         st.caption(note)
     png, npy = io.BytesIO(), io.BytesIO()
@@ -206,9 +227,9 @@ def show_result(image: np.ndarray, result: GradCam, opacity: float, colormap: st
     Image.fromarray(blended).save(png, format="PNG")
     np.save(npy, result.heatmap)
     buttons = st.columns(2)
-    buttons[0].download_button("Overlay (PNG)", png.getvalue(), f"gradcam-{result.layer}.png", "image/png",
+    buttons[0].download_button(_("Overlay (PNG)"), png.getvalue(), f"gradcam-{result.layer}.png", "image/png",
                                key=f"png-{key}", icon=":material/download:")
-    buttons[1].download_button("Heatmap (.npy)", npy.getvalue(), f"gradcam-{result.layer}.npy",
+    buttons[1].download_button(_("Heatmap (.npy)"), npy.getvalue(), f"gradcam-{result.layer}.npy",
                                "application/octet-stream", key=f"npy-{key}", icon=":material/download:")
 
 
@@ -222,14 +243,15 @@ def offer_training() -> None:
     """No run has saved a model: one click trains a pair here, and the page follows it."""
     started = [run_dir for run_dir in st.session_state.get(TRAINING_KEY, []) if Run(run_dir).exists()]
     if started:
-        st.info("Training a plain-20 and a ResNet-20 on the built-in shapes; their heatmaps appear here as soon "
-                "as each has saved a model (the first checkpoint, after 100 steps).", icon=":material/model_training:")
+        st.info(_("Training a plain-20 and a ResNet-20 on the built-in shapes; their heatmaps appear here as soon "
+                  "as each has saved a model (the first checkpoint, after 100 steps)."),
+                icon=":material/model_training:")
         live_panel(started, curves=False)
         return
-    st.info("No run has saved a model yet. Train a pair here (about 30 s on a CPU, offline), or start any run on "
-            "the Train page. For ImageNet nets, pick the first option and upload torchvision's weights file.",
+    st.info(_("No run has saved a model yet. Train a pair here (about 30 s on a CPU, offline), or start any run on "
+              "the Train page. For ImageNet nets, pick the first option and upload torchvision's weights file."),
             icon=":material/model_training:")
-    if st.button("Train a plain-20 and a ResNet-20 (about 30 s)", icon=":material/play_arrow:", type="primary"):
+    if st.button(_("Train a plain-20 and a ResNet-20 (about 30 s)"), icon=":material/play_arrow:", type="primary"):
         cpu = PRESETS["fig6"].cpu  # the presets' short CPU schedule
         configs = custom_configs(list(OFFERED_PAIR), cpu.dataset, steps=cpu.steps, batch_size=cpu.batch_size,
                                  lr=cpu.lr, device="auto", train_size=cpu.train_size,
@@ -237,7 +259,7 @@ def offer_training() -> None:
         try:
             jobs = shared_manager().submit_group(configs, group=time.strftime("%Y%m%d-%H%M%S"), owner=viewer().owner)
         except ValueError as error:
-            st.error(f"Cannot start: {error}", icon=":material/error:")
+            st.error(_("Cannot start: {error}").format(error=error), icon=":material/error:")
             return
         st.session_state[TRAINING_KEY] = [job.run_dir for job in jobs]
         st.rerun()

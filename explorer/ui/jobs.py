@@ -8,15 +8,26 @@ import threading
 import streamlit as st
 
 from explorer.analysis.runs import RunRecords, read_run, run_label
+from explorer.i18n import N_
 from explorer.train.execution import LocalBackend
 from explorer.train.jobs import BACKEND_ENV, JobManager
 from explorer.train.store import DEFAULT_RUNS_DIR, Run, list_runs
+from explorer.ui.i18n import _, translate
 from explorer.ui.session import Viewer, viewer
 
 MAX_CONCURRENT = int(os.environ.get("RESNET_EXPLORER_MAX_JOBS", "4"))
 # A student's session trains at most this many runs at once (a quick pair by default), so one
 # session cannot take every slot; the instructor's runs are not held to it.
 PER_SESSION = int(os.environ.get("RESNET_EXPLORER_JOBS_PER_SESSION", str(max(1, MAX_CONCURRENT // 2))))
+# A run's state (explorer/train/store.py's STATES) as the pages show it; the status keeps the English.
+STATE_NAMES = {"queued": N_("queued"), "running": N_("running"), "paused": N_("paused"),
+               "completed": N_("completed"), "stopped": N_("stopped"), "diverged": N_("diverged"),
+               "failed": N_("failed"), "interrupted": N_("interrupted")}
+
+
+def state_name(state):
+    """A run's state in this session's language (an unknown one, or None, as it is)."""
+    return translate(STATE_NAMES[state]) if isinstance(state, str) and state in STATE_NAMES else state
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,7 +58,8 @@ def job_manager() -> JobManager:
 
 
 def unavailable(error: Exception) -> str:
-    return f"Training is not available: {error} (the backend is chosen with ${BACKEND_ENV})."
+    return _("Training is not available: {reason} (the backend is chosen with ${variable}).").format(
+        reason=error, variable=BACKEND_ENV)
 
 
 def shared_manager() -> JobManager:
@@ -87,15 +99,16 @@ def pick_runs(key: str, default: list[Run] | None = None, with_probes: bool = Fa
         runs = [run for run in runs if (run.path / "probes.jsonl").exists()]
     if not runs:
         return []
-    labels = {str(run.path): f"{run_label(run)} [{run.status().get('state', '?')}]" for run in runs}
+    labels = {str(run.path): f"{run_label(run, _=_)} [{state_name(run.status().get('state', '?'))}]"
+              for run in runs}
     default_dirs = [str(run.path) for run in (default or []) if str(run.path) in labels] or list(labels)[-2:]
-    chosen = st.multiselect("Runs", list(labels), default=default_dirs, format_func=labels.get, key=key)
+    chosen = st.multiselect(_("Runs"), list(labels), default=default_dirs, format_func=labels.get, key=key)
     records = []
     for run_dir in chosen:
         if Run(run_dir).exists():
             records.append(read_run(run_dir))
         else:
-            st.warning(f"{labels[run_dir]} was deleted.")
+            st.warning(_("{run} was deleted.").format(run=labels[run_dir]))
     for record in records:
         for problem in record.problems:
             st.caption(f"{record.label}: {problem}")
@@ -103,13 +116,17 @@ def pick_runs(key: str, default: list[Run] | None = None, with_probes: bool = Fa
 
 
 def describe_state(status: dict, manager: JobManager, run: Run) -> str:
+    """The run's state in a few words; the message the trainer wrote in its status stays as written."""
     state = status.get("state", "?")
     if state == "queued":
-        return manager.waiting_reason(run.path) or "queued"
+        return manager.waiting_reason(run.path, _=_) or state_name("queued")
     if state in ("running", "paused"):
         rate = status.get("images_per_sec")
         left = status.get("seconds_left")
-        parts = [state, f"{rate:,.0f} images/s" if rate else None, f"about {left:,.0f} s left" if left else None]
+        parts = [state_name(state), _("{rate:,.0f} images/s").format(rate=rate) if rate else None,
+                 _("about {seconds:,.0f} s left").format(seconds=left) if left else None]
         return ", ".join(part for part in parts if part)
-    message = status.get("message", "")
-    return message if message.startswith(state) else f"{state}: {message}"
+    message, shown = status.get("message", ""), state_name(state)
+    # "completed 12 steps" says its state already, in English (the trainer's words); another
+    # language names the state first.
+    return message if message.startswith(state) and shown == state else f"{shown}: {message}"

@@ -6,8 +6,10 @@ import streamlit as st
 
 from explorer.analysis.runs import augmentation_note, read_run, run_label
 from explorer.figures import training_curves_figure
+from explorer.i18n import N_
 from explorer.train.store import Run
 from explorer.ui.failures import shows_failures
+from explorer.ui.i18n import _, translate
 from explorer.ui.jobs import describe_state, job_manager
 from explorer.ui.session import viewer
 
@@ -18,7 +20,7 @@ REFRESH_SECONDS = 2.0  # progress bars and buttons
 # 3 s: 52 CPU s, 1.28x; panel 2 s and curves 4 s: 33 CPU s, 1.12x (bench/app_preset.py). Runs log
 # every few seconds anyway.
 CHART_REFRESH_SECONDS = 4.0
-CURVES = {"error": "Error (%)", "loss": "Loss"}
+CURVES = {"error": N_("Error (%)"), "loss": N_("Loss")}
 
 
 def run_controls(run: Run, status: dict, key: str) -> None:
@@ -29,19 +31,21 @@ def run_controls(run: Run, status: dict, key: str) -> None:
     step = status.get("step", 0)
     left, right = st.columns([3, 2])
     left.progress(min(step / total, 1.0) if total else 0.0,
-                  text=f"**{run_label(run)}**: step {step:,} of {total:,}; {describe_state(status, manager, run)}")
+                  text=_("**{run}**: step {step:,} of {total:,}; {state}").format(
+                      run=run_label(run, _=_), step=step, total=total, state=describe_state(status, manager, run)))
     by = viewer().acting_as
     if not manager.can_control(run, by):
-        right.caption("Started in another session: only it or the instructor can control this run.")
+        right.caption(_("Started in another session: only it or the instructor can control this run."))
         return
     buttons = right.columns(3)
-    if state in ("running", "queued") and buttons[0].button("Pause", key=f"pause-{key}", icon=":material/pause:"):
-        _act(lambda: st.toast(manager.pause(run.path, by=by)))
-    if state == "paused" and buttons[0].button("Resume", key=f"resume-{key}", icon=":material/play_arrow:"):
+    if state in ("running", "queued") and buttons[0].button(_("Pause"), key=f"pause-{key}", icon=":material/pause:"):
+        _act(lambda: st.toast(manager.pause(run.path, by=by, _=_)))
+    if state == "paused" and buttons[0].button(_("Resume"), key=f"resume-{key}", icon=":material/play_arrow:"):
         _resume(manager, run, by)
-    if state in ("running", "queued", "paused") and buttons[1].button("Stop", key=f"stop-{key}", icon=":material/stop:"):
-        _act(lambda: st.toast(manager.stop(run.path, by=by)))
-    if state in ("stopped", "interrupted") and buttons[2].button("Resume", key=f"continue-{key}",
+    if state in ("running", "queued", "paused") and buttons[1].button(_("Stop"), key=f"stop-{key}",
+                                                                      icon=":material/stop:"):
+        _act(lambda: st.toast(manager.stop(run.path, by=by, _=_)))
+    if state in ("stopped", "interrupted") and buttons[2].button(_("Resume"), key=f"continue-{key}",
                                                                    icon=":material/replay:"):
         _resume(manager, run, by)
 
@@ -49,7 +53,7 @@ def run_controls(run: Run, status: dict, key: str) -> None:
 def _resume(manager, run: Run, by: str | None) -> None:
     """Resume ``run`` and rerun the whole page: the panel then shows it queued or running and polls
     it (whether the panel polls is decided on a full run); a refusal is shown instead."""
-    if _act(lambda: manager.resume(run.path, by=by)):
+    if _act(lambda: manager.resume(run.path, by=by, _=_)):
         st.rerun()
 
 
@@ -80,14 +84,14 @@ def live_panel(run_dirs: list[str], curves: bool = True) -> None:
         st.fragment(_curves, run_every=CHART_REFRESH_SECONDS if active else None)(run_dirs)
 
 
-@shows_failures("The runs' progress")
+@shows_failures(N_("The runs' progress"))
 def _panel(run_dirs: list[str], was_active: bool) -> None:
     runs = [Run(run_dir) for run_dir in run_dirs]
     present = [run for run in runs if run.exists()]
     if len(present) < len(runs):
-        st.warning(f"{len(runs) - len(present)} of these runs were deleted.")
+        st.warning(_("{count} of these runs were deleted.").format(count=len(runs) - len(present)))
     if not present:
-        st.info("No runs to show yet: start one above.")
+        st.info(_("No runs to show yet: start one above."))
         return
     for index, run in enumerate(present):
         run_controls(run, run.status(), key=f"{index}-{run.id}")
@@ -95,17 +99,24 @@ def _panel(run_dirs: list[str], was_active: bool) -> None:
         st.rerun()  # all done, or one resumed elsewhere: a full rerun sets how often the panels poll
 
 
-@shows_failures("The training curves")
+@shows_failures(N_("The training curves"))
 def _curves(run_dirs: list[str]) -> None:
     present = [Run(run_dir) for run_dir in run_dirs if Run(run_dir).exists()]
     # One chart at a time (a hidden tab's chart would be sent and drawn on every redraw too).
-    metric = st.segmented_control("Curves", list(CURVES), format_func=CURVES.get, default="error",
+    names = {key: translate(name) for key, name in CURVES.items()}  # looked up in this run, not when formatted
+    metric = st.segmented_control(_("Curves"), list(CURVES), format_func=names.get, default="error",
                                   key="live-metric", label_visibility="collapsed") or "error"
     records = [read_run(run) for run in present]
-    st.plotly_chart(training_curves_figure(records, metric), width="stretch", key="live-curves")
-    st.caption(f"Dashed: training {metric} (averaged over each logging interval; {augmentation_note(records)}); "
-               f"solid: test {metric}. One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every "
-               f"{CHART_REFRESH_SECONDS:g} s while a run trains.")
+    st.plotly_chart(training_curves_figure(records, metric, _=_), width="stretch", key="live-curves")
+    if metric == "loss":
+        caption = _("Dashed: training loss (averaged over each logging interval; {augmentation}); solid: test loss. "
+                    "One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every {seconds:g} s while a "
+                    "run trains.")
+    else:
+        caption = _("Dashed: training error (averaged over each logging interval; {augmentation}); solid: test "
+                    "error. One colour per run, as in the paper's Fig. 1 and Fig. 6. Redrawn every {seconds:g} s "
+                    "while a run trains.")
+    st.caption(caption.format(augmentation=augmentation_note(records, _=_), seconds=CHART_REFRESH_SECONDS))
     for record in records:
         for problem in record.problems:
             st.caption(f"{record.label}: {problem}")

@@ -13,6 +13,7 @@ import time
 import streamlit as st
 
 from explorer.fields import specs
+from explorer.i18n import N_
 from explorer.playground import (
     LivePlayground,
     PlaygroundSettings,
@@ -25,6 +26,7 @@ from explorer.playground import (
 )
 from explorer.ui.failures import shows_failures
 from explorer.ui.feedback import explain_errors
+from explorer.ui.i18n import _, translate
 
 # How often a running panel is redrawn from the worker's newest snapshot. Each redraw sends two
 # images and two plotly charts; faster costs the students' browsers more than it shows.
@@ -35,10 +37,11 @@ LR_CHOICES = (0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0
 BATCH_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WIDTH_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LABELS = {
-    "nets": {"both": "Plain and residual, side by side", "plain": "Plain only", "residual": "Residual only"},
-    "norm": {"none": "none", "batchnorm": "BatchNorm"},
-    "init": {"pytorch": "PyTorch default", "he": "He (Kaiming normal)"},
-    "optimiser": {"adam": "Adam", "sgd": "SGD, momentum 0.9"},
+    "nets": {"both": N_("Plain and residual, side by side"), "plain": N_("Plain only"),
+             "residual": N_("Residual only")},
+    "norm": {"none": N_("none"), "batchnorm": "BatchNorm"},
+    "init": {"pytorch": N_("PyTorch default"), "he": N_("He (Kaiming normal)")},
+    "optimiser": {"adam": "Adam", "sgd": N_("SGD, momentum 0.9")},
 }
 
 
@@ -51,7 +54,13 @@ def _key(name: str) -> str:
 
 
 def _help(name: str) -> str:
-    return SPECS[name].help
+    return translate(SPECS[name].help)
+
+
+def _label(name: str):
+    """The option labels of a setting, in the session's language (the values stay as they are);
+    translated now, so the function gives the same labels wherever it is called from."""
+    return {value: translate(label) for value, label in LABELS[name].items()}.get
 
 
 def _choices(name: str) -> list:
@@ -73,7 +82,7 @@ def playground_settings() -> PlaygroundSettings:
     is rewritten to match them on every run, so the address bar always links to this setup."""
     state = st.session_state
     if "pg_settings" not in state:
-        state["pg_settings"], state["pg_url_problems"] = settings_from_query(st.query_params.to_dict())
+        state["pg_settings"], state["pg_url_problems"] = settings_from_query(st.query_params.to_dict(), _)
         state["pg_url_settings"] = state["pg_settings"]
     saved = state["pg_settings"]
     for name in SPECS:  # widgets forget their values when the page is left; restore them
@@ -81,31 +90,31 @@ def playground_settings() -> PlaygroundSettings:
             state[_key(name)] = getattr(saved, name)
 
     with st.sidebar:
-        st.subheader("Data")
-        st.selectbox("Data set", _choices("dataset"), key=_key("dataset"), help=_help("dataset"))
-        st.slider("Noise", *_range("noise"), step=0.01, key=_key("noise"), help=_help("noise"))
+        st.subheader(_("Data"))
+        st.selectbox(_("Data set"), _choices("dataset"), key=_key("dataset"), help=_help("dataset"))
+        st.slider(_("Noise"), *_range("noise"), step=0.01, key=_key("noise"), help=_help("noise"))
         columns = st.columns(2)
-        columns[0].number_input("Points", *_range("points"), step=50, key=_key("points"), help=_help("points"))
-        columns[1].slider("Training %", *_range("train_percent"), step=5, key=_key("train_percent"),
+        columns[0].number_input(_("Points"), *_range("points"), step=50, key=_key("points"), help=_help("points"))
+        columns[1].slider(_("Training %"), *_range("train_percent"), step=5, key=_key("train_percent"),
                           help=_help("train_percent"))
-        st.subheader("Network")
-        st.radio("Nets", _choices("nets"), format_func=LABELS["nets"].get, key=_key("nets"))
-        st.slider("Depth (hidden layers)", *_range("depth"), key=_key("depth"), help=_help("depth"))
-        st.select_slider("Width", _with(WIDTH_CHOICES, state[_key("width")]), key=_key("width"),
+        st.subheader(_("Network"))
+        st.radio(_("Nets"), _choices("nets"), format_func=_label("nets"), key=_key("nets"))
+        st.slider(_("Depth (hidden layers)"), *_range("depth"), key=_key("depth"), help=_help("depth"))
+        st.select_slider(_("Width"), _with(WIDTH_CHOICES, state[_key("width")]), key=_key("width"),
                          help=_help("width"))
         columns = st.columns(2)
-        columns[0].selectbox("Activation g", _choices("activation"), key=_key("activation"))
-        columns[1].radio("Normalisation", _choices("norm"), format_func=LABELS["norm"].get, key=_key("norm"),
+        columns[0].selectbox(_("Activation g"), _choices("activation"), key=_key("activation"))
+        columns[1].radio(_("Normalisation"), _choices("norm"), format_func=_label("norm"), key=_key("norm"),
                          help=_help("norm"))
-        st.selectbox("Initial weights", _choices("init"), format_func=LABELS["init"].get, key=_key("init"),
+        st.selectbox(_("Initial weights"), _choices("init"), format_func=_label("init"), key=_key("init"),
                      help=_help("init"))
-        st.subheader("Training")
-        st.radio("Optimiser", _choices("optimiser"), format_func=LABELS["optimiser"].get, key=_key("optimiser"),
+        st.subheader(_("Training"))
+        st.radio(_("Optimiser"), _choices("optimiser"), format_func=_label("optimiser"), key=_key("optimiser"),
                  horizontal=True)
-        st.select_slider("Learning rate", _with(LR_CHOICES, state[_key("lr")]), format_func=lambda lr: f"{lr:g}",
+        st.select_slider(_("Learning rate"), _with(LR_CHOICES, state[_key("lr")]), format_func=lambda lr: f"{lr:g}",
                          key=_key("lr"))
-        st.select_slider("Batch size", _with(BATCH_CHOICES, state[_key("batch_size")]), key=_key("batch_size"))
-        st.number_input("Seed", *_range("seed"), key=_key("seed"), help=_help("seed"))
+        st.select_slider(_("Batch size"), _with(BATCH_CHOICES, state[_key("batch_size")]), key=_key("batch_size"))
+        st.number_input(_("Seed"), *_range("seed"), key=_key("seed"), help=_help("seed"))
 
     settings = PlaygroundSettings(**{name: state[_key(name)] for name in SPECS})
     state["pg_settings"] = settings
@@ -123,7 +132,7 @@ def current_playground(settings: PlaygroundSettings) -> LivePlayground:
     """The session's playground; new nets when a setting other than learning rate or batch size changed."""
     state = st.session_state
     live: LivePlayground | None = state.get("pg_live")
-    with explain_errors("Cannot build these nets"):
+    with explain_errors(_("Cannot build these nets")):
         settings.validate()
         if live is None or not live.apply(settings):
             if live is not None:
@@ -182,16 +191,16 @@ def controls() -> bool:
     clicks = (st.session_state.get("pg_clicks", 0),)
     columns = st.columns([1, 1, 1, 5])
     if running:
-        columns[0].button("Pause", icon=":material/pause:", type="primary", on_click=_pause, args=clicks,
+        columns[0].button(_("Pause"), icon=":material/pause:", type="primary", on_click=_pause, args=clicks,
                           key="pg_pause", width="stretch")
     else:
-        columns[0].button("Run", icon=":material/play_arrow:", type="primary", on_click=_run, args=clicks,
+        columns[0].button(_("Run"), icon=":material/play_arrow:", type="primary", on_click=_run, args=clicks,
                           key="pg_run", width="stretch")
-    columns[1].button("Step", icon=":material/skip_next:", on_click=_step_once, args=clicks, key="pg_step",
-                      width="stretch", help="Pause and train one batch")
-    columns[2].button("Reset", icon=":material/restart_alt:", on_click=_reset, args=clicks, key="pg_reset",
-                      width="stretch", help="New nets from the same seed: the same starting weights again")
-    columns[3].caption("The address bar holds every setting: copy it to share this exact setup.")
+    columns[1].button(_("Step"), icon=":material/skip_next:", on_click=_step_once, args=clicks, key="pg_step",
+                      width="stretch", help=_("Pause and train one batch"))
+    columns[2].button(_("Reset"), icon=":material/restart_alt:", on_click=_reset, args=clicks, key="pg_reset",
+                      width="stretch", help=_("New nets from the same seed: the same starting weights again"))
+    columns[3].caption(_("The address bar holds every setting: copy it to share this exact setup."))
     return running
 
 
@@ -210,7 +219,7 @@ def live_panel() -> None:
     st.fragment(_panel, run_every=POLL_SECONDS if polling else None)()
 
 
-@shows_failures("The playground's nets")
+@shows_failures(N_("The playground's nets"))
 def _panel() -> None:
     state = st.session_state
     if "pg_live" not in state:  # Reset, clicked in this fragment: new nets from the same settings
@@ -234,43 +243,48 @@ def _draw(live: LivePlayground, running: bool) -> None:
         ticks.append(time.perf_counter())
         del ticks[:-RATE_WINDOW]
 
-    status = [f"**Step {snapshot.steps:,}**"]
+    status = [_("**Step {steps:,}**").format(steps=snapshot.steps)]
     speeds = [view.steps_per_sec for view in views.values() if view.steps_per_sec]
     if speeds and snapshot.steps >= MIN_STEPS_FOR_SPEED:
-        status.append(f"training {min(speeds):,.0f} steps/s per net")
+        status.append(_("training {rate:,.0f} steps/s per net").format(rate=min(speeds)))
     if running and len(ticks) >= 2:
-        status.append(f"redrawn {(len(ticks) - 1) / (ticks[-1] - ticks[0]):.1f} times/s")
-    status.append("running" if running else "pausing" if live.settling else "paused")
+        status.append(_("redrawn {rate:.1f} times/s").format(rate=(len(ticks) - 1) / (ticks[-1] - ticks[0])))
+    status.append(_("running") if running else _("pausing") if live.settling else _("paused"))
     st.markdown(" · ".join(status))
     if live.error is not None:
-        st.error(f"Training stopped: {live.error}", icon=":material/error:")
+        st.error(_("Training stopped: {error}").format(error=live.error), icon=":material/error:")
     elif live.stopped_because and not running:
-        st.info(live.stopped_because, icon=":material/pause_circle:")
+        st.info(live.stopped_text(_), icon=":material/pause_circle:")
 
     playground = live.playground
     data, settings = playground.data, live.settings
     columns = st.columns(max(2, len(views)))
     for column, (kind, view) in zip(columns, views.items()):
         with column:
-            shortcut = "with shortcuts" if kind == "residual" else "no shortcuts"
-            st.markdown(f"**{kind.capitalize()} net**: {settings.depth} hidden layers of {settings.width}, {shortcut}")
+            if kind == "residual":
+                title = _("**Residual net**: {depth} hidden layers of {width}, with shortcuts")
+            else:
+                title = _("**Plain net**: {depth} hidden layers of {width}, no shortcuts")
+            st.markdown(title.format(depth=settings.depth, width=settings.width))
             st.image(boundary_image(view.probabilities, playground.extent, data.x_train, data.y_train,
                                     data.x_test, data.y_test), width="stretch")
             evaluation = view.evaluation
-            st.caption(f"Loss: training {evaluation.train_loss:.3f}, test {evaluation.test_loss:.3f}. "
-                       f"Accuracy: training {evaluation.train_accuracy:.1%}, test {evaluation.test_accuracy:.1%}.")
-    st.caption(f"Background: the net's probability of {data.classes[1]!r} (blue) against {data.classes[0]!r} "
-               f"(orange) over [-{playground.extent:g}, {playground.extent:g}]². Points: their true class; white rim: "
-               "training points, black rim: test points.")
-    st.info(summarise(views), icon=":material/monitoring:")
+            st.caption(_("Loss: training {train_loss:.3f}, test {test_loss:.3f}. Accuracy: training "
+                         "{train_accuracy:.1%}, test {test_accuracy:.1%}.").format(
+                train_loss=evaluation.train_loss, test_loss=evaluation.test_loss,
+                train_accuracy=evaluation.train_accuracy, test_accuracy=evaluation.test_accuracy))
+    st.caption(_("Background: the net's probability of {one!r} (blue) against {zero!r} (orange) over "
+                 "[-{extent:g}, {extent:g}]². Points: their true class; white rim: training points, black rim: test "
+                 "points.").format(one=data.classes[1], zero=data.classes[0], extent=playground.extent))
+    st.info(summarise(views, _), icon=":material/monitoring:")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(loss_curves_figure({kind: view.history for kind, view in views.items()}),
+        st.plotly_chart(loss_curves_figure({kind: view.history for kind, view in views.items()}, _),
                         key="pg_losses", width="stretch")
-        st.caption("Dashed: loss on the training points; solid: on the test points (both on the whole set, "
-                   "with BatchNorm in test mode).")
+        st.caption(_("Dashed: loss on the training points; solid: on the test points (both on the whole set, "
+                     "with BatchNorm in test mode)."))
     with right:
-        st.plotly_chart(gradient_norms_figure({kind: view.gradient_norms for kind, view in views.items()}),
+        st.plotly_chart(gradient_norms_figure({kind: view.gradient_norms for kind, view in views.items()}, _),
                         key="pg_gradients", width="stretch")
-        st.caption("The norm of each hidden layer's weight gradient, ‖∂loss/∂W‖, on the last training batch "
-                   "(empty before the first step). Where it is tiny, that layer barely learns.")
+        st.caption(_("The norm of each hidden layer's weight gradient, ‖∂loss/∂W‖, on the last training batch "
+                     "(empty before the first step). Where it is tiny, that layer barely learns."))

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from explorer.ui.i18n import _
+
 COOKIE = "resnet_explorer_session"
 COOKIE_DAYS = 30
 INSTRUCTOR_PARAM = "instructor"
@@ -62,8 +64,8 @@ class Viewer:
     def describe(self, status: dict) -> str:
         owner = status.get("owner")
         if owner is None:
-            return "shared"
-        return "yours" if owner == self.key else "student"  # one word: the table's column is narrow
+            return _("shared")
+        return _("yours") if owner == self.key else _("student")  # one word: the table's column is narrow
 
 
 def viewer() -> Viewer:

@@ -1,0 +1,107 @@
+"""Which one-minute CPU schedule makes the presets' claims hold most firmly: candidates tried on a few seeds.
+
+    python bench/preset_schedules.py [--seeds 0-4] [--dataset shapes-easy] [--candidates all] [--models ...]
+
+Each candidate schedule trains the nets (by default ResNet-20 and ResNet-56, the pair whose order
+the CPU presets cannot yet claim) on each seed, two at a time in two processes of one thread each,
+as two of the app's four slots would. Recorded per candidate: each net's training error (the mean of
+the last three logs), how many seeds each claim held on, and the median seconds one net took, so
+the four nets of Fig. 6 at the candidate's cost can be estimated against the 60-second budget
+(bench/presets.py then measures the chosen schedule as the app runs it).
+"""
+
+import argparse
+import dataclasses
+import multiprocessing
+import statistics
+import tempfile
+import time
+
+import common
+from explorer.device import resolve_device
+from explorer.train.presets import CLAIMS, PRESETS, Schedule
+from explorer.train.store import Run
+
+BASE = PRESETS["fig6"].cpu
+CANDIDATES = {
+    "now: 140 steps, batch 64, 16 px, lr 0.02": {},
+    "lr 0.05": {"lr": 0.05},
+    "lr 0.01": {"lr": 0.01},
+    "batch 32, 250 steps": {"batch_size": 32, "steps": 250},
+    "batch 32, 250 steps, lr 0.01": {"batch_size": 32, "steps": 250, "lr": 0.01},
+    "12 px, 230 steps": {"image_size": 12, "steps": 230},
+    "12 px, batch 32, 400 steps, lr 0.01": {"image_size": 12, "batch_size": 32, "steps": 400, "lr": 0.01},
+}
+
+
+def train_one(job):
+    import torch
+
+    from explorer.analysis.runs import read_run, response_summary
+    from explorer.train.trainer import train
+
+    torch.set_num_threads(1)
+    config = job
+    with tempfile.TemporaryDirectory() as folder:
+        run = Run.create(f"{folder}/run", config.to_json())
+        start = time.perf_counter()
+        result = train(config, run)
+        seconds = time.perf_counter() - start
+        record = read_run(run.path)
+        train = [m["error"] for m in record.metrics if m["split"] == "train"][-3:]
+        responses = response_summary([record])
+    assert result.state == "completed", result.message
+    return {"model": config.model.name, "seed": config.seed, "seconds": seconds, "train_error": sum(train) / len(train),
+            "mean_response_std": responses[0]["mean_std"] if responses else None}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--dataset", default="shapes-easy")
+    parser.add_argument("--candidates", default="all", help="comma-separated indices into CANDIDATES, or all")
+    parser.add_argument("--models", default="cifar-resnet20,cifar-resnet56")
+    args = parser.parse_args()
+    first, _, last = args.seeds.partition("-")
+    seeds = list(range(int(first), int(last or first) + 1))
+    names = list(CANDIDATES) if args.candidates == "all" else [list(CANDIDATES)[int(i)] for i in args.candidates.split(",")]
+    models = args.models.split(",")
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        for name in names:
+            schedule: Schedule = dataclasses.replace(BASE, **CANDIDATES[name])
+            preset = dataclasses.replace(PRESETS["fig6"], cpu_models=tuple(models), cpu=schedule)
+            jobs = [config for seed in seeds for config in preset.configs("cpu", dataset=args.dataset, seed=seed)]
+            results = pool.map(train_one, jobs)
+            by_seed = {}
+            for result in results:
+                by_seed.setdefault(result["seed"], {})[result["model"]] = result
+            counts = {}
+            for key, claim in CLAIMS.items():
+                if claim["left"] in models and claim["right"] in models:
+                    counts[key] = sum(by_seed[seed][claim["left"]][claim["measure"]] < by_seed[seed][claim["right"]][claim["measure"]]
+                                      for seed in seeds)
+            seconds = {model: statistics.median(r["seconds"] for r in results if r["model"] == model) for model in models}
+            rows.append({"candidate": name, "schedule": dataclasses.asdict(schedule), "claims_held_on_seeds": counts,
+                         "median_seconds_per_net": seconds,
+                         "train_error": {model: [round(by_seed[s][model]["train_error"], 4) for s in seeds]
+                                         for model in models}})
+            print(rows[-1], flush=True)
+    lines = ["# One-minute CPU schedules tried for the presets", "",
+             f"Data: {args.dataset}; nets: {', '.join(models)}; seeds {args.seeds}; two nets at a time, one thread "
+             "each. Training error: the mean of the last three logs.", "",
+             "| candidate | " + " | ".join(f"{m} training error per seed" for m in models) + " | claims held | s per net |",
+             "|---|" + "---|" * len(models) + "---|---|"]
+    for row in rows:
+        errors = " | ".join(", ".join(f"{e:.0%}" for e in row["train_error"][m]) for m in models)
+        claims = "; ".join(f"{CLAIMS[k]['text'].split(' (')[0]}: {v} of {len(seeds)}" for k, v in row["claims_held_on_seeds"].items())
+        per_net = ", ".join(f"{m.removeprefix('cifar-')} {s:.0f}" for m, s in row["median_seconds_per_net"].items())
+        lines.append(f"| {row['candidate']} | {errors} | {claims} | {per_net} |")
+    label = "shapes" if args.dataset.startswith("shapes") else "real-images"
+    common.record(f"preset-schedules-{label}", resolve_device("cpu"),
+                  {"dataset": args.dataset, "seeds": seeds, "models": models, "rows": rows}, lines)
+
+
+if __name__ == "__main__":
+    main()
