@@ -132,7 +132,12 @@ def merge(language: str, parts: list[str]) -> None:
         with open(part, "rb") as po:
             for entry in read_po(po, locale=language):
                 if entry.id and _filled(entry.string):
-                    catalog.add(entry.id, entry.string, context=entry.context)
+                    existing = catalog.get(entry.id, context=entry.context)
+                    if existing is None:
+                        catalog.add(entry.id, entry.string, context=entry.context)
+                    else:  # Catalog.add keeps an existing entry's text
+                        existing.string = entry.string
+                        existing.flags.discard("fuzzy")
     save(catalog, catalog_path(language))
     update(language)
 

@@ -240,8 +240,8 @@ PRESETS: dict[str, Preset] = {
             cannot=N_("the paper's converged curves on CIFAR-10 (64k iterations: the GPU version of this preset)."),
             details=N_("In a minute both nets are far from converged and the curves vary from seed to seed; the counts "
                     "below say on how many seeds the deeper net ended behind. The schedule is shortened for the "
-                    "CPU and runs on the built-in shapes without augmentation (the paper crops and flips "
-                    "CIFAR-10); the nets are the paper's."),
+                    "CPU and runs without augmentation (the paper crops and flips), on the built-in shapes, or on "
+                    "real CIFAR-10 images where this machine has them; the nets are the paper's."),
             claims=("plain56_behind_plain20",),
         ),
         Preset(
@@ -257,9 +257,9 @@ PRESETS: dict[str, Preset] = {
                   "ahead of plain-56): the shortcuts remove the degradation."),
             cannot=N_("a deeper ResNet ahead of a shallower one: in a minute that depends on the seed; in the paper it "
                    "comes with the long schedule (the GPU version, depths 20 to 110)."),
-            details=N_("The schedule is shortened for the CPU and runs on the built-in shapes without augmentation "
-                    "(the paper crops and flips CIFAR-10); the nets are the paper's (option A shortcuts). Depths "
-                    "32, 44 and 110 run only on a GPU."),
+            details=N_("The schedule is shortened for the CPU and runs without augmentation (the paper crops and "
+                    "flips), on the built-in shapes, or on real CIFAR-10 images where this machine has them; the nets "
+                    "are the paper's (option A shortcuts). Depths 32, 44 and 110 run only on a GPU."),
             claims=("plain56_behind_plain20", "resnet56_ahead_of_plain56", "resnet20_ahead_of_plain20",
                     "resnet56_ahead_of_resnet20"),
         ),
