@@ -1,7 +1,8 @@
 import streamlit as st
 
 from explorer.analysis.concepts import residual_block_dot
-from explorer.ui.i18n import _
+from explorer.ui.i18n import _, language
+from explorer.ui.lesson import lesson_plan
 from explorer.ui.navigation import page_link
 
 st.title("ResNet Explorer")
@@ -44,3 +45,6 @@ page_link("lesion")
 page_link("landscape")
 page_link("playground")
 page_link("concepts")
+
+with st.expander(_("For instructors: a 50-minute lesson plan with this app"), icon=":material/school:"):
+    st.markdown(lesson_plan(language()))
