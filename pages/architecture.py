@@ -45,6 +45,6 @@ st.subheader(_("Will it fit?"))
 batch = st.number_input(_("Training batch size"), min_value=1, max_value=MAX_BATCH_SIZE, value=128, step=32)
 try:
     estimate = check_fits(choice.name, int(batch), "auto", training=True, **choice.options)
-    st.success(_("Fits: {estimate}.").format(estimate=estimate.describe()))
+    st.success(_("Fits: {estimate}.").format(estimate=estimate.describe(_=_)))
 except ModelTooLarge as error:
     st.warning(_("Too large for this machine: {error}").format(error=error))

@@ -191,3 +191,21 @@ def test_two_sessions_in_two_languages_at_once_on_one_server():
 
 def test_every_language_is_named_in_its_own_script():
     assert LANGUAGES == {"en": "English", "ko": "한국어"}
+
+
+def test_the_korean_keeps_every_emphasis_working():
+    """A closing ** right after punctuation and right before Hangul is not closed in CommonMark
+    ("**성능 저하 문제(degradation problem)**이며" shows its asterisks): the Korean text may not leave
+    more literal asterisks on screen than the English."""
+    from markdown_it import MarkdownIt
+
+    markdown = MarkdownIt("commonmark")
+
+    def literal_asterisks(text: str) -> int:
+        filled = re.sub(r"\{[^{}]*\}", "Xx9", text)  # a placeholder stands for a name or a number
+        return re.sub(r"<[^>]+>", "", markdown.render(filled)).count("*")
+
+    shown = [message.string for message in catalog_tools.load("ko")
+             if message.id and isinstance(message.id, str) and message.string
+             and literal_asterisks(message.string) > literal_asterisks(message.id)]
+    assert not shown, shown

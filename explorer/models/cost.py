@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from explorer.i18n import Translate, untranslated
+
 from explorer.device import available_memory_bytes, resolve_device
 from explorer.models.mode import in_mode
 from explorer.models.registry import build_model, check_options, resolve
@@ -58,14 +60,14 @@ class MemoryEstimate:
     def total_bytes(self) -> int:
         return self.parameter_bytes + self.activation_bytes
 
-    def describe(self) -> str:
-        purpose = "training" if self.training else "a forward pass"
-        return (
-            f"{self.model} at batch {self.batch_size:,} needs about {format_bytes(self.total_bytes)} for {purpose} "
-            f"({format_bytes(self.parameter_bytes)} of parameters"
-            f"{', gradients and momentum' if self.training else ''}, "
-            f"{format_bytes(self.activation_bytes)} of activations)"
-        )
+    def describe(self, _: Translate = untranslated) -> str:
+        text = (_("{model} at batch {batch:,} needs about {total} for training ({parameters} of parameters, "
+                  "gradients and momentum, {activations} of activations)") if self.training else
+                _("{model} at batch {batch:,} needs about {total} for a forward pass ({parameters} of parameters, "
+                  "{activations} of activations)"))
+        return text.format(model=self.model, batch=self.batch_size, total=format_bytes(self.total_bytes),
+                           parameters=format_bytes(self.parameter_bytes),
+                           activations=format_bytes(self.activation_bytes))
 
 
 def format_bytes(count: float) -> str:
