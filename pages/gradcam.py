@@ -52,7 +52,7 @@ with explain_errors(_("These weights cannot be used")):
     elif source == SOURCES[1]:
         specs = st.multiselect(_("Nets (trained to convergence on CIFAR-10's ten classes; images are resized to 32x32)"),
                                PUBLISHED_SPECS, default=[PUBLISHED_SPECS[3]], format_func=converged_name,
-                               max_selections=3)
+                               max_selections=3, placeholder=_("Choose options"))
         for spec in specs:
             try:
                 models.append(converged(spec))
@@ -62,7 +62,7 @@ with explain_errors(_("These weights cannot be used")):
         if not runs:
             offer_training()
         chosen = st.multiselect(_("Runs (pick a plain and a residual one to compare)"), list(runs),
-                                default=default_pair(runs), format_func=runs.get, max_selections=4)
+                                default=default_pair(runs), format_func=runs.get, max_selections=4, placeholder=_("Choose options"))
         models = [trained_run(run_dir) for run_dir in chosen]
     else:
         name = st.text_input(_("Model name (as in the registry)"), "resnet18")
@@ -79,7 +79,7 @@ first = models[0][0]
 with explain_errors(_("Grad-CAM needs a ResNet")):
     layers_available = cam_layers(first.model)
 layers = st.multiselect(_("Layers (every stage and every block)"), layers_available,
-                        default=[default_layer(first.model)])
+                        default=[default_layer(first.model)], placeholder=_("Choose options"))
 classes = first.classes if len({tuple(c.classes) for c, _lock in models}) == 1 else []
 TOP_1 = N_("top-1 prediction")
 target = st.selectbox(_("Target class (type to search)"), [TOP_1, *classes],

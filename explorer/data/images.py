@@ -34,6 +34,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from explorer.i18n import N_
+
 # Our decompression-bomb limit: 40 megapixels holds any phone or camera photo (a 7000x5700 frame)
 # and decodes to at most 120 MB of RGB; Pillow's own limit (89 megapixels) is looser.
 MAX_PIXELS = 40_000_000
@@ -47,7 +49,7 @@ MAX_IMAGE_UPLOAD_MB = 50
 # For the upload widget's list of types; the content, not the name, decides how a file is read.
 SUPPORTED_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 # Display name -> the function in ``skimage.data`` that returns the photo.
-SAMPLE_PHOTOS = {"Cat": "chelsea", "Coffee": "coffee", "Astronaut": "astronaut", "Rocket": "rocket"}
+SAMPLE_PHOTOS = {N_("Cat"): "chelsea", N_("Coffee"): "coffee", N_("Astronaut"): "astronaut", N_("Rocket"): "rocket"}
 
 _FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF, TIFF"
 # What each EXIF orientation value means once applied (value 1 means "as stored").

@@ -67,7 +67,7 @@ def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...], 
     chosen = st.multiselect(_("Converged nets (published weights, trained on CIFAR-10 to convergence)"), specs,
                             default=here, format_func=converged_name, key=key,
                             help=_("Downloaded on first use into the torch hub cache; their test images are "
-                                   "CIFAR-10's (see Test images for the converged nets)."))
+                                   "CIFAR-10's (see Test images for the converged nets)."), placeholder=_("Choose options"))
     if not chosen or not ready:
         return []
     records = []

@@ -57,7 +57,8 @@ def pick_image() -> tuple[np.ndarray, list[str], str] | None:
     message and None."""
     source = st.radio(_("Image"), IMAGE_SOURCES, horizontal=True, format_func=translate)
     if source == IMAGE_SOURCES[0]:
-        name = st.selectbox(_("Photo (bundled with scikit-image)"), list(SAMPLE_PHOTOS))
+        photo_names = {photo: translate(photo) for photo in SAMPLE_PHOTOS}  # looked up now: see train_form.choice_names
+        name = st.selectbox(_("Photo (bundled with scikit-image)"), list(SAMPLE_PHOTOS), format_func=photo_names.get)
         return sample_photo(name), [], name
     if source == IMAGE_SOURCES[2]:
         return pick_test_image()

@@ -102,7 +102,7 @@ def pick_runs(key: str, default: list[Run] | None = None, with_probes: bool = Fa
     labels = {str(run.path): f"{run_label(run, _=_)} [{state_name(run.status().get('state', '?'))}]"
               for run in runs}
     default_dirs = [str(run.path) for run in (default or []) if str(run.path) in labels] or list(labels)[-2:]
-    chosen = st.multiselect(_("Runs"), list(labels), default=default_dirs, format_func=labels.get, key=key)
+    chosen = st.multiselect(_("Runs"), list(labels), default=default_dirs, format_func=labels.get, key=key, placeholder=_("Choose options"))
     records = []
     for run_dir in chosen:
         if Run(run_dir).exists():

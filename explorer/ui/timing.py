@@ -30,9 +30,9 @@ def available_devices(choices: tuple[str, ...], resolve=resolve_device) -> list[
 def run_timing_form(model_names: list[str], device_choices: tuple[str, ...]) -> dict | None:
     """A form to time forward passes; returns the latest timing of this session, if any."""
     with st.form("timing"):
-        models = st.multiselect(_("Models"), model_names, default=["resnet18", "resnet34", "cifar-resnet20", "cifar-resnet56"])
+        models = st.multiselect(_("Models"), model_names, default=["resnet18", "resnet34", "cifar-resnet20", "cifar-resnet56"], placeholder=_("Choose options"))
         columns = st.columns(3)
-        batches = columns[0].multiselect(_("Batch sizes"), BATCH_CHOICES, default=[1, 8])
+        batches = columns[0].multiselect(_("Batch sizes"), BATCH_CHOICES, default=[1, 8], placeholder=_("Choose options"))
         device = columns[1].selectbox(_("Device"), available_devices(device_choices))
         repeats = columns[2].slider(_("Timed passes (median)"), 1, 20, 5)
         st.caption(_("On a laptop CPU the big ImageNet models take seconds per pass at large batches: start small."))

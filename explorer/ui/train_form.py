@@ -57,7 +57,7 @@ def train_form(choice: str, on_gpu: bool) -> None:
                                      help=_("6n+2 layers: plain-N and ResNet-N, the same but for the shortcuts"))
         elif choice == "custom":
             columns[2].multiselect(_("Models"), CUSTOM_MODELS, default=["cifar-plain20", "cifar-resnet20"],
-                                   key="train_models")
+                                   key="train_models", placeholder=_("Choose options"))
         columns[2 if choice in PRESETS else 3].number_input(_("Seed"), 0, 2**31 - 1, 0, key="train_seed",
                                  help=_("The data, the initial weights and the batch order. Every net of a run group "
                                         "gets the same seed; try another to see how much a short run varies."))
