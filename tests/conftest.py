@@ -12,6 +12,10 @@ os.environ.setdefault("RESNET_EXPLORER_PROFILE_CACHE", tempfile.mkdtemp(prefix="
 # from a port where nothing listens (offline, whatever the machine), unless a test serves them itself.
 os.environ.setdefault("RESNET_EXPLORER_PRETRAINED_RUNS", tempfile.mkdtemp(prefix="explorer-test-pretrained-"))
 os.environ.setdefault("RESNET_EXPLORER_CIFAR_WEIGHTS_URL", "http://127.0.0.1:9")
+# No CIFAR-10 on the machine unless a test puts it there: a developer's downloaded copy would make the CPU
+# presets default to it (explorer/train/presets.py: real_images_on_machine) and the tests slow and different.
+os.environ["RESNET_EXPLORER_DATA"] = tempfile.mkdtemp(prefix="explorer-test-data-")
+os.environ.pop("RESNET_EXPLORER_REAL_IMAGES", None)
 
 import pytest
 import torch

@@ -209,3 +209,103 @@ def test_titles_name_only_the_nets_this_device_trains():
             depths_named = set(re.findall(r"\d+", named))
             depths_trained = {re.search(r"\d+$", model).group() for model in preset.models(device)}
             assert depths_named and depths_named <= depths_trained, (preset.key, device, named)
+
+
+# --- real images when the machine has them (issue 22) ----------------------------------------------
+
+
+def _image_folder(root):
+    for split in ("train", "test"):
+        (root / split / "cat").mkdir(parents=True)
+    return root
+
+
+def test_without_real_images_the_cpu_presets_train_on_the_built_in_shapes(tmp_path, monkeypatch):
+    from explorer.train.presets import real_images_on_machine
+
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "empty"))
+    monkeypatch.delenv("RESNET_EXPLORER_REAL_IMAGES", raising=False)
+    assert real_images_on_machine() is None
+    assert {config.data.dataset for config in PRESETS["fig6"].configs("cpu")} == {"shapes-easy"}
+    monkeypatch.setenv("RESNET_EXPLORER_REAL_IMAGES", f"folder:{tmp_path / 'missing'}")  # named but not there
+    assert real_images_on_machine() is None
+    monkeypatch.setenv("RESNET_EXPLORER_REAL_IMAGES", "shapes")  # not real images at all
+    assert real_images_on_machine() is None
+    monkeypatch.setenv("RESNET_EXPLORER_REAL_IMAGES", "cifar10")  # named, but not downloaded: nothing is fetched
+    assert real_images_on_machine() is None
+
+
+def test_a_downloaded_cifar10_becomes_the_cpu_presets_default(tmp_path, monkeypatch):
+    from explorer.data import cifar10
+    from explorer.train.presets import real_images_on_machine
+
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path))
+    monkeypatch.delenv("RESNET_EXPLORER_REAL_IMAGES", raising=False)
+    batches = tmp_path / cifar10.FOLDER
+    batches.mkdir()
+    for name in cifar10.BATCH_FILES[:-1]:
+        (batches / name).write_bytes(b"")
+    assert real_images_on_machine() is None  # a batch missing: not on the machine
+    (batches / cifar10.BATCH_FILES[-1]).write_bytes(b"")
+    assert real_images_on_machine() == "cifar10"
+    configs = PRESETS["fig6"].configs("cpu", seed=1)
+    assert {config.data.dataset for config in configs} == {"cifar10"}
+    assert (configs[0].optim.steps, configs[0].data.image_size) == (140, 16)  # the same schedule
+    assert "of cifar10 at 16x16" in PRESETS["fig6"].describe("cpu")
+    assert {config.data.dataset for config in PRESETS["fig6"].configs("cuda")} == {"shapes"}  # a GPU: unchanged
+    assert PRESETS["fig6"].configs("cpu", dataset="shapes-easy")[0].data.dataset == "shapes-easy"  # asked for
+
+
+def test_a_named_folder_of_real_images_becomes_the_default(tmp_path, monkeypatch):
+    from explorer.train.presets import real_images_on_machine
+
+    folder = _image_folder(tmp_path / "cifar-png")
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("RESNET_EXPLORER_REAL_IMAGES", f" folder:{folder} ")
+    assert real_images_on_machine() == f"folder:{folder}"
+    assert PRESETS["fig1"].configs("cpu")[0].data.dataset == f"folder:{folder}"
+
+
+def _record(path, name, date, dataset, note, counts):
+    import json
+
+    seeds = list(range(10))
+    runs = [{"seed": seed, "seconds": 40.0 + seed, "models": {
+        "cifar-plain20": {"train_error": 0.7}, "cifar-plain56": {"train_error": 0.85},
+        "cifar-resnet20": {"train_error": 0.5}, "cifar-resnet56": {"train_error": 0.6}}} for seed in seeds]
+    (path / f"{name}-{date}.json").write_text(json.dumps({
+        "date": date, "environment": {"device": "CPU (x86_64, 2 threads)"}, "seeds": seeds, "dataset": dataset,
+        "dataset_note": note, "summary": {"fig6": {"seconds": [40.0, 49.0], "claims_held_on_seeds": counts}},
+        "runs": {"fig6": runs}}))
+
+
+def test_the_page_quotes_the_table_of_the_data_it_trains_on(tmp_path, monkeypatch):
+    from explorer import measurements
+    from explorer.train import presets
+
+    _record(tmp_path, "presets-cpu", "2026-12-07", "shapes-easy", "", {"plain56_behind_plain20": 10})
+    _record(tmp_path, "presets-real-images-cpu", "2026-12-07", "folder:/x", "the CIFAR-10 subset (8,068 images)",
+            {"plain56_behind_plain20": 9})
+    monkeypatch.setattr(presets, "latest", lambda name: measurements.latest(name, tmp_path))
+    monkeypatch.delenv("RESNET_EXPLORER_REAL_IMAGES", raising=False)
+    on_shapes = PRESETS["fig6"].measured_on_cpu("shapes-easy")
+    on_real = PRESETS["fig6"].measured_on_cpu("cifar10")
+    assert "on 10 of 10 seeds" in on_shapes and "Real images" not in on_shapes
+    assert "on 9 of 10 seeds" in on_real and "Real images: the CIFAR-10 subset (8,068 images)." in on_real
+    assert "40-49 s from submitting them" in on_real
+    (tmp_path / "presets-real-images-cpu-2026-12-07.json").unlink()
+    assert PRESETS["fig6"].measured_on_cpu("folder:/data/cifar") is None  # no table for real images: none shown
+
+
+def test_the_train_form_defaults_to_the_real_images_on_the_machine(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    folder = _image_folder(tmp_path / "cifar-png")
+    monkeypatch.setenv("RESNET_EXPLORER_REAL_IMAGES", f"folder:{folder}")
+    app = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120).run()
+    app.switch_page(str(ROOT / "pages" / "train.py")).run()
+    assert not app.exception
+    assert app.selectbox(key="train_dataset").value == f"folder:{folder}"
+    assert f"folder:{folder}" in app.selectbox(key="train_dataset").options
