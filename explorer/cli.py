@@ -159,7 +159,7 @@ def command_preset(args: argparse.Namespace) -> int:
             test_error = f"{run['test_error']:.1%}" if run["test_error"] is not None else "-"
             print(f"{run['model']:<18} {run['state']:<10} train error {train_error:>6}  test error {test_error:>6}  "
                   f"{run['run_dir']}")
-        print(f"{seconds:.0f} s. Shows: {preset.shows}")
+        print(f"{seconds:.0f} s. Shows: {preset.lines(device, args.dataset)[0]}")
     return 0 if all(run["state"] in ("completed", "stopped") for run in runs) else 1
 
 
