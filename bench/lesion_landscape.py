@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import common
-import torch
 from explorer.analysis.tasks import TaskBoard
 from explorer.data.shapes import SHAPE_CLASSES
 from explorer.device import environment as device_environment

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import common  # noqa: F401 - puts the project on sys.path
 from app_preset import Server, launch_chromium, load_now, wait_for_script

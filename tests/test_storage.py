@@ -18,7 +18,6 @@ from explorer.train.jobs import JobManager
 from explorer.train.storage import (
     MAX_COMPRESSION_RATIO,
     QUOTA_ENV,
-    export_runs,
     import_runs,
     prunable,
     session_quota_bytes,

@@ -12,7 +12,6 @@ The same as ``pybabel extract -F babel.cfg -k N_ -o explorer/locales/explorer.po
 from __future__ import annotations
 
 import ast
-import re
 import string
 import sys
 from pathlib import Path

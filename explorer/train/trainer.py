@@ -29,7 +29,7 @@ from explorer.models.cost import check_fits
 from explorer.models.mode import evaluating
 from explorer.threads import cpu_thread_share
 from explorer.train.config import OptimConfig, RunConfig, validate
-from explorer.train.precision import compile_failure, autocast, compiled, resolve_compile, resolve_precision
+from explorer.train.precision import autocast, compile_failure, compiled, resolve_compile, resolve_precision
 from explorer.train.probes import GradientProbe, measure_responses, weight_grad_norms
 from explorer.train.store import Run, disk_full_message, is_disk_full
 
@@ -401,6 +401,8 @@ def _step_forward_backward(t: Training, images: torch.Tensor, labels: torch.Tens
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         return logits, loss
+    except torch.OutOfMemoryError:
+        raise  # the run's own failure, compiled or not (train() frees the memory and says so)
     except Exception as error:  # noqa: BLE001 - only a compiled model's failure is caught here
         if t.step_model is t.model:
             raise
