@@ -123,6 +123,11 @@ def test_runs_page_lists_overlays_and_reports_bad_lines(trained_pair):
     assert any("half-written (skipped)" in c.value for c in app.caption)
     assert app.get("download_button")
     assert app.caption[0].value.startswith("Every saved run under runs/.")  # this machine's session: the instructor
+    # The precision each run trained in (issue 22): a column, and why it was chosen in its configuration.
+    listed = table.set_index("id").loc[[Run(d).id for d in run_dirs]]
+    assert set(listed["precision"]) <= {"fp32", "bf16"} and listed["precision"].notna().all()
+    reason = Run(run_dirs[0]).status()["environment"]["precision_reason"]
+    assert any(reason in c.value and "Trained on" in c.value for c in app.caption)
 
 
 def test_a_students_runs_page_says_whose_runs_it_lists_and_which_it_may_delete(monkeypatch):
