@@ -158,7 +158,7 @@ def main():
                   "is checked on the Fig. 6 runs, and its wall time (two nets, not four) is not measured here.", ""]
     if "fig7" in results and "fig7" not in keys:
         lines += ["Fig. 7's preset trains the same nets on the same schedule as Fig. 6 (probing every 10 steps, not "
-                  "25): its claim is checked on the Fig. 6 runs.", ""]
+                  "20): its claim is checked on the Fig. 6 runs.", ""]
     summary = {}
     for key, runs in results.items():
         preset = PRESETS[key]

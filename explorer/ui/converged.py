@@ -86,7 +86,7 @@ def pick_converged(key: str, depths: tuple[int, ...], default: tuple[int, ...], 
             with st.spinner(_("Loading {name}").format(name=converged_name(spec))):
                 records.append(read_run(str(pretrained_run(spec, dataset))))
         except ValueError as error:
-            st.warning(_("{name} is not available here: {error}. The runs trained here are below.").format(
+            st.warning(_("{name} is not available here: {error}.").format(
                 name=converged_name(spec), error=error), icon=":material/cloud_off:")
     if records and beside_plain:
         st.caption(translate(NO_PLAIN))

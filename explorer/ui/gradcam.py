@@ -41,7 +41,7 @@ from explorer.train.pretrained import check_test_set_available, check_weights_av
 from explorer.train.store import Run
 from explorer.ui.converged import test_set
 from explorer.ui.i18n import _, translate
-from explorer.ui.jobs import all_runs, shared_manager
+from explorer.ui.jobs import all_runs, shared_manager, state_name
 from explorer.ui.live import live_panel
 from explorer.ui.session import viewer
 
@@ -207,7 +207,7 @@ def shown_trained_on(classifier: Classifier) -> str | None:
 
 def runs_with_models() -> dict[str, str]:
     """Run folder -> label, for runs that have saved a model."""
-    return {str(run.path): f"{run_label(run)} [{run.status().get('state', '?')}]" for run in all_runs()
+    return {str(run.path): f"{run_label(run, _=_)} [{state_name(run.status().get('state', '?'))}]" for run in all_runs()
             if (run.path / "model.pt").exists()}
 
 
