@@ -25,3 +25,34 @@ def record(name: str, device, payload: dict, markdown: list[str]) -> Path:
     path.with_suffix(".md").write_text("\n".join([markdown[0], "", *header, *markdown[1:]]) + "\n")
     print("\n".join(markdown))
     return path
+
+
+def train_in_one_thread(config) -> dict:
+    """Train ``config`` to its end in this process with one intra-op thread (as one of the app's slots
+    beside others), in a folder thrown away after: its final numbers and how long it took.
+
+    For process pools (``multiprocessing`` with spawn), which need a function they can import.
+    """
+    import tempfile
+    import time
+
+    import torch
+
+    from explorer.analysis.runs import read_run, response_summary
+    from explorer.train.store import Run
+    from explorer.train.trainer import train
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        run = Run.create(f"{folder}/run", config.to_json())
+        start = time.perf_counter()
+        result = train(config, run)
+        seconds = time.perf_counter() - start
+        record = read_run(run.path)
+        precision = run.status()["environment"]["precision"]
+    assert result.state == "completed", result.message
+    train_errors = [m["error"] for m in record.metrics if m["split"] == "train"][-3:]  # three logs smooth the noise
+    responses = response_summary([record])
+    return {"model": config.model.name, "seed": config.seed, "precision": precision, "seconds": seconds,
+            "train_error": sum(train_errors) / len(train_errors), "test_error": result.test_error,
+            "mean_response_std": responses[0]["mean_std"] if responses else None}

@@ -16,34 +16,11 @@ AVX512-BF16 or AMX would get up to the order of its summations.
 import argparse
 import multiprocessing
 import statistics
-import tempfile
-import time
 
 import common
 from explorer.device import resolve_device
 from explorer.train.precision import cpu_bf16_support
 from explorer.train.presets import PRESETS
-from explorer.train.store import Run
-
-
-def train_one(config):
-    import torch
-
-    from explorer.analysis.runs import read_run
-    from explorer.train.trainer import train
-
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as folder:
-        run = Run.create(f"{folder}/run", config.to_json())
-        start = time.perf_counter()
-        result = train(config, run)
-        seconds = time.perf_counter() - start
-        record = read_run(run.path)
-        used = run.status()["environment"]["precision"]
-    assert result.state == "completed", result.message
-    train = [m["error"] for m in record.metrics if m["split"] == "train"][-3:]
-    return {"model": config.model.name, "seed": config.seed, "precision": used, "seconds": seconds,
-            "train_error": sum(train) / len(train), "test_error": result.test_error}
 
 
 def main():
@@ -61,7 +38,7 @@ def main():
             if config.model.name in models]
     jobs.sort(key=lambda config: "56" not in config.model.name)  # the slowest first, for a balanced pool
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        results = pool.map(train_one, jobs, chunksize=1)
+        results = pool.map(common.train_in_one_thread, jobs, chunksize=1)
     rows, lines = [], ["# bf16 autocast against fp32: final errors of Fig. 6's CPU preset nets", "",
                        f"Schedule: the Fig. 6 CPU preset's ({preset.describe('cpu', args.dataset)}); seeds {args.seeds}. "
                        f"bf16 on this CPU: {'native (' + cpu_bf16_support() + ')' if cpu_bf16_support() else 'emulated'}. "

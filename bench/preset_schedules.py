@@ -16,13 +16,10 @@ import os
 import dataclasses
 import multiprocessing
 import statistics
-import tempfile
-import time
 
 import common
 from explorer.device import resolve_device
 from explorer.train.presets import CLAIMS, PRESETS, Schedule
-from explorer.train.store import Run
 
 BASE = PRESETS["fig6"].cpu
 CANDIDATES = {
@@ -34,27 +31,6 @@ CANDIDATES = {
 }
 # Not tried: images under 16 pixels (the shapes are drawn at 16 at least), and more steps or images at
 # 16 pixels (the schedule above already takes most of the minute).
-
-
-def train_one(job):
-    import torch
-
-    from explorer.analysis.runs import read_run, response_summary
-    from explorer.train.trainer import train
-
-    torch.set_num_threads(1)
-    config = job
-    with tempfile.TemporaryDirectory() as folder:
-        run = Run.create(f"{folder}/run", config.to_json())
-        start = time.perf_counter()
-        result = train(config, run)
-        seconds = time.perf_counter() - start
-        record = read_run(run.path)
-        train = [m["error"] for m in record.metrics if m["split"] == "train"][-3:]
-        responses = response_summary([record])
-    assert result.state == "completed", result.message
-    return {"model": config.model.name, "seed": config.seed, "seconds": seconds, "train_error": sum(train) / len(train),
-            "mean_response_std": responses[0]["mean_std"] if responses else None}
 
 
 def main():
@@ -79,7 +55,7 @@ def main():
             schedule: Schedule = dataclasses.replace(BASE, **CANDIDATES[name])
             preset = dataclasses.replace(PRESETS["fig6"], cpu_models=tuple(models), cpu=schedule)
             jobs = [config for seed in seeds for config in preset.configs("cpu", dataset=args.dataset, seed=seed)]
-            results = pool.map(train_one, jobs)
+            results = pool.map(common.train_in_one_thread, jobs)
             by_seed = {}
             for result in results:
                 by_seed.setdefault(result["seed"], {})[result["model"]] = result
