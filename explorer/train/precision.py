@@ -103,9 +103,11 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-# torch.compile on the CPU, measured by bench/train_throughput.py on 2 cores (see its record): the
-# compile time is paid again in every run's worker process, and the presets' runs are too short to
-# win it back. ``auto`` compiles on CUDA only, where the paper's schedule runs for hours.
+# torch.compile on the CPU, measured by bench/train_throughput.py on 2 cores (train-throughput-cpu-2026-12-07):
+# inductor's compile added 42 s (ResNet-20, 32 px) and 75 s (ResNet-56, 16 px) to a run's first steps with an
+# empty cache, 4 s and 7 s with the cache the run before left on disk; then ResNet-56 at the presets' 16 px
+# trained slower compiled (384-390 images/s) than eager (447). A preset's wall time would not get shorter, so
+# ``auto`` compiles on CUDA only, where the paper's schedule runs for hours.
 def resolve_compile(choice: str, device: torch.device) -> bool:
     if choice not in COMPILE_CHOICES:
         raise ValueError(f"unknown compile setting {choice!r}; valid: {', '.join(COMPILE_CHOICES)}")
