@@ -3,6 +3,7 @@ import streamlit as st
 
 from explorer.analysis.runs import augmentation_note, metrics_table, read_run, run_label
 from explorer.figures import training_curves_figure
+from explorer.train.precision import precision_reason
 from explorer.train.store import Run
 from explorer.ui.i18n import _
 from explorer.ui.jobs import all_runs, job_manager, state_name
@@ -61,7 +62,7 @@ for record in records:
             trained = (_("Trained on {device} in {precision}, compiled: {reason}") if environment.get("compiled")
                        else _("Trained on {device} in {precision}: {reason}"))
             st.caption(trained.format(device=environment.get("device", "?"), precision=environment["precision"],
-                                      reason=environment.get("precision_reason", "")))
+                                      reason=precision_reason(environment, _=_)))
         st.json(Run(record.run_dir).config())
     for problem in record.problems:
         st.caption(f"{record.label}: {problem}")

@@ -214,3 +214,20 @@ def test_old_run_configs_read_as_auto():
     config = RunConfig.from_json(record)
     assert (config.precision, config.compile) == ("auto", "auto")
     assert dataclasses.replace(config, precision="bf16").precision == "bf16"
+
+
+def test_the_reason_is_kept_as_a_code_and_said_in_the_pages_language(tmp_path, native):
+    from explorer.i18n import translator
+    from explorer.train.precision import precision_reason
+
+    native("AMX")
+    config = tiny()
+    run = Run.create(tmp_path / "run", config.to_json())
+    assert train(config, run).state == "completed"
+    environment = run.status()["environment"]
+    assert environment["precision_why"] == "auto-bf16-native" and environment["bf16_feature"] == "AMX"
+    assert precision_reason(environment) == environment["precision_reason"] == \
+        "bf16 autocast: this CPU (AMX) computes bfloat16 natively"
+    assert precision_reason(environment, translator("ko")) == "bf16 autocast: 이 CPU(AMX)는 bfloat16을 하드웨어로 계산합니다"
+    # A run recorded before the code was kept: its English sentence, as it was written.
+    assert precision_reason({"precision_reason": "fp32, as asked"}, translator("ko")) == "fp32, as asked"

@@ -17,6 +17,8 @@ import logging
 
 import torch
 
+from explorer.i18n import N_, Translate, untranslated
+
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 COMPILE_CHOICES = ("auto", "on", "off")
 
@@ -63,37 +65,62 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+# Why a run trains in the precision it does: the code a run's environment keeps (``precision_why``),
+# and its sentence (pages say it in their language; the CLI and status.json in English).
+REASONS = {
+    "asked-fp32": N_("fp32, as asked"),
+    "asked-bf16-native": N_("bf16 autocast, as asked ({where} computes bfloat16 natively)"),
+    "asked-bf16-emulated": N_("bf16 autocast, as asked, but {where} has no native bfloat16: it is emulated and "
+                              "slower than fp32"),
+    "auto-bf16-native": N_("bf16 autocast: {where} computes bfloat16 natively"),
+    "auto-fp32-emulated": N_("fp32: {where} has no native bfloat16 (emulated, it would be slower)"),
+    "mps": N_("fp32: MPS trains in fp32"),
+}
+
+
+def choose_precision(choice: str, device: torch.device) -> tuple[str, str, str | None]:
+    """(``"fp32"`` or ``"bf16"``, the reason's code in REASONS, the CPU's bfloat16 feature or None)."""
+    if choice not in PRECISION_CHOICES:
+        raise ValueError(f"unknown precision {choice!r}; valid: {', '.join(PRECISION_CHOICES)}")
+    feature = cpu_bf16_support() if device.type == "cpu" else None
+    if device.type == "mps":
+        if choice == "bf16":
+            raise ValueError("bf16 training is not supported on MPS here; use --precision fp32 or auto")
+        return "fp32", "mps", feature
+    native = native_bf16(device)
+    if choice == "fp32":
+        return "fp32", "asked-fp32", feature
+    if choice == "bf16":
+        return "bf16", "asked-bf16-native" if native else "asked-bf16-emulated", feature
+    return ("bf16", "auto-bf16-native", feature) if native else ("fp32", "auto-fp32-emulated", feature)
+
+
 def resolve_precision(choice: str, device: torch.device) -> tuple[str, str]:
     """(``"fp32"`` or ``"bf16"``, why): what a run on ``device`` trains in when ``choice`` is asked.
 
     A bf16 asked for where the processor lacks it runs (emulated, slower) and says so; MPS trains in
     fp32 only.
     """
-    if choice not in PRECISION_CHOICES:
-        raise ValueError(f"unknown precision {choice!r}; valid: {', '.join(PRECISION_CHOICES)}")
-    native = native_bf16(device)
-    where = _processor(device)
-    if device.type == "mps":
-        if choice == "bf16":
-            raise ValueError("bf16 training is not supported on MPS here; use --precision fp32 or auto")
-        return "fp32", "fp32: MPS trains in fp32"
-    if choice == "fp32":
-        return "fp32", "fp32, as asked"
-    if choice == "bf16":
-        if native:
-            return "bf16", f"bf16 autocast, as asked ({where} computes bfloat16 natively)"
-        return "bf16", (f"bf16 autocast, as asked, but {where} has no native bfloat16: it is emulated and "
-                        "slower than fp32")
-    if native:
-        return "bf16", f"bf16 autocast: {where} computes bfloat16 natively"
-    return "fp32", f"fp32: {where} has no native bfloat16 (emulated, it would be slower)"
+    used, code, feature = choose_precision(choice, device)
+    return used, REASONS[code].format(where=processor_words(device.type, feature))
 
 
-def _processor(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "this GPU"
-    feature = cpu_bf16_support() if device.type == "cpu" else None
-    return f"this CPU ({feature})" if feature else "this CPU"
+def processor_words(device_type: str, feature: str | None, _: Translate = untranslated) -> str:
+    """"this GPU", "this CPU (AMX)", "this CPU": the ``{where}`` of REASONS."""
+    if device_type == "cuda":
+        return _("this GPU")
+    return _("this CPU ({feature})").format(feature=feature) if feature else _("this CPU")
+
+
+def precision_reason(environment: dict, _: Translate = untranslated) -> str:
+    """Why a run trained in its precision, from its environment (status.json), in ``_``'s language;
+    a run recorded before the reason's code was kept says its English sentence."""
+    why = environment.get("precision_why")
+    if why not in REASONS:
+        return str(environment.get("precision_reason", ""))
+    translate = _  # REASONS' sentences are marked with N_ where they are defined
+    where = processor_words(str(environment.get("device_type", "cpu")), environment.get("bf16_feature"), _)
+    return translate(REASONS[why]).format(where=where)
 
 
 def autocast(device: torch.device, precision: str):

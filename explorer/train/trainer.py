@@ -29,7 +29,8 @@ from explorer.models.cost import check_fits
 from explorer.models.mode import evaluating
 from explorer.threads import cpu_thread_share
 from explorer.train.config import OptimConfig, RunConfig, validate
-from explorer.train.precision import autocast, compile_failure, compiled, resolve_compile, resolve_precision
+from explorer.train.precision import (REASONS, autocast, choose_precision, compile_failure, compiled,
+                                      processor_words, resolve_compile)
 from explorer.train.probes import GradientProbe, measure_responses, weight_grad_norms
 from explorer.train.store import Run, disk_full_message, is_disk_full
 
@@ -271,12 +272,15 @@ def _prepare(config: RunConfig, run: Run, control: Control, dataset: ImageDatase
     test_loader = DeviceLoader(dataset.x_test, dataset.y_test, EVAL_BATCH, augment=False, shuffle=False,
                                **loader_options)
     probe_images, _ = test_loader.batch(torch.arange(min(config.probes.probe_batch, len(dataset.x_test))))
-    precision, precision_reason = resolve_precision(config.precision, device)
+    precision, precision_why, bf16_feature = choose_precision(config.precision, device)
     step_model, compile_note = model, None
     if resolve_compile(config.compile, device):
         step_model, compile_note = compiled(model)
     run.set_status("running", f"training on {describe_device(device)}", step=start_step, total_steps=total_steps,
-                   environment={**environment(device), "precision": precision, "precision_reason": precision_reason,
+                   environment={**environment(device), "precision": precision,
+                                "precision_reason": REASONS[precision_why].format(
+                                    where=processor_words(device.type, bf16_feature)),
+                                "precision_why": precision_why, "bf16_feature": bf16_feature,
                                 "compiled": step_model is not model, "compile_note": compile_note})
     return Training(config, run, control, device, model, optimizer, train_loader, test_loader, probe_images,
                     start_step, total_steps, steps_per_epoch, precision, step_model)
