@@ -6,6 +6,7 @@ from explorer.figures import training_curves_figure
 from explorer.train.precision import precision_reason
 from explorer.train.store import Run
 from explorer.ui.i18n import _
+from explorer.ui.live import shown_problem
 from explorer.ui.jobs import all_runs, job_manager, state_name
 from explorer.ui.session import viewer
 from explorer.ui.storage import storage_section
@@ -65,7 +66,7 @@ for record in records:
                                       reason=precision_reason(environment, _=_)))
         st.json(Run(record.run_dir).config())
     for problem in record.problems:
-        st.caption(f"{record.label}: {problem}")
+        st.caption(f"{record.label}: {shown_problem(problem)}")
 
 left, right = st.columns(2)
 # The CSV is made when the button is clicked, not on every render (long runs take seconds).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from explorer.analysis.runs import augmentation_note, read_run, run_label
@@ -119,4 +121,17 @@ def _curves(run_dirs: list[str]) -> None:
     st.caption(caption.format(augmentation=augmentation_note(records, _=_), seconds=CHART_REFRESH_SECONDS))
     for record in records:
         for problem in record.problems:
-            st.caption(f"{record.label}: {problem}")
+            st.caption(f"{record.label}: {shown_problem(problem)}")
+
+
+_SKIPPED_LINE = re.compile(r"(?P<file>\S+) line (?P<line>\d+): (?P<why>corrupt|half-written) \(skipped\)")
+
+
+def shown_problem(problem: str) -> str:
+    """A line a run's reader skipped (explorer/train/jsonl.py says it in English), in this session's language."""
+    match = _SKIPPED_LINE.fullmatch(problem)
+    if not match:
+        return problem
+    text = (_("{file} line {line}: corrupt (skipped)") if match["why"] == "corrupt" else
+            _("{file} line {line}: half-written (skipped)"))
+    return text.format(file=match["file"], line=match["line"])
