@@ -173,6 +173,7 @@ class Training:
     steps_per_epoch: int
     precision: str  # "fp32" or "bf16": what training steps run in (probes always run in fp32)
     step_model: nn.Module  # what training steps call: ``model``, or torch.compile's wrapper of it
+    environment: dict  # what status.json says the run trains on and in (device, versions, precision, compiled)
 
     def autocast(self):
         return autocast(self.device, self.precision)
@@ -276,14 +277,14 @@ def _prepare(config: RunConfig, run: Run, control: Control, dataset: ImageDatase
     step_model, compile_note = model, None
     if resolve_compile(config.compile, device):
         step_model, compile_note = compiled(model)
+    where = {**environment(device), "precision": precision,
+             "precision_reason": REASONS[precision_why].format(where=processor_words(device.type, bf16_feature)),
+             "precision_why": precision_why, "bf16_feature": bf16_feature,
+             "compiled": step_model is not model, "compile_note": compile_note}
     run.set_status("running", f"training on {describe_device(device)}", step=start_step, total_steps=total_steps,
-                   environment={**environment(device), "precision": precision,
-                                "precision_reason": REASONS[precision_why].format(
-                                    where=processor_words(device.type, bf16_feature)),
-                                "precision_why": precision_why, "bf16_feature": bf16_feature,
-                                "compiled": step_model is not model, "compile_note": compile_note})
+                   environment=where)
     return Training(config, run, control, device, model, optimizer, train_loader, test_loader, probe_images,
-                    start_step, total_steps, steps_per_epoch, precision, step_model)
+                    start_step, total_steps, steps_per_epoch, precision, step_model, where)
 
 
 class _Tally:
@@ -412,8 +413,8 @@ def _step_forward_backward(t: Training, images: torch.Tensor, labels: torch.Tens
             raise
         note = compile_failure(error)
         t.step_model = t.model
-        t.run.update_status(environment={**t.run.status().get("environment", {}), "compiled": False,
-                                         "compile_note": note})
+        t.environment = {**t.environment, "compiled": False, "compile_note": note}
+        t.run.update_status(environment=t.environment)  # a Ray worker's run can write, not read (RemoteRun)
         return _step_forward_backward(t, images, labels)
 
 
