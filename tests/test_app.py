@@ -7,8 +7,11 @@ from tests.conftest import ROOT
 APP = str(ROOT / "explorer" / "app.py")
 
 
-def open_page(page: str | None = None) -> AppTest:
+def open_page(page: str | None = None, lang: str | None = None) -> AppTest:
+    """The app at ``page`` (Home when None), its address carrying ``?lang=`` when given."""
     app = AppTest.from_file(APP, default_timeout=180)
+    if lang is not None:
+        app.query_params["lang"] = lang
     app.run()
     if page:
         app.switch_page(str(ROOT / "pages" / page))

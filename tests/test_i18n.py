@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from explorer.i18n import LANGUAGES, catalog_path, language_of, translations
 from explorer.ui.navigation import PAGE_TABLE
 from tests.conftest import ROOT
+from tests.test_app import open_page
 from tests.i18n_measure import KOREAN_WORD_SHARE, english_words, korean_word_share
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -104,17 +105,8 @@ def _page_text(app: AppTest) -> str:
 
 
 def open_in(language: str | None, page: str | None = None, query: str | None = None) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=180)
-    if query is not None:
-        app.query_params["lang"] = query
-    elif language:
-        app.query_params["lang"] = language
-    app.run()
-    if page:
-        app.switch_page(str(ROOT / "pages" / page))
-        app.run()
-    assert not app.exception, [exception.value for exception in app.exception]
-    return app
+    """The app at ``page`` in ``language``, or with ``?lang=query`` as it was typed."""
+    return open_page(page, lang=query if query is not None else language)
 
 
 PAGES = [(key, file) for key, (file, *_rest) in PAGE_TABLE.items()]
