@@ -251,3 +251,48 @@ def test_the_servers_warm_up_reads_every_run_so_a_page_parses_nothing(tmp_path):
     before = CACHE.parsed_lines
     assert [len(read_run(run).metrics) for run in runs] == [50, 50]
     assert CACHE.parsed_lines == before  # the page's read: from the cache
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders_even_when_the_short_tag_repeats(tmp_path, monkeypatch):
+    """A class pressing Start at once asks for many names in one second; a repeated four-digit tag draws
+    again instead of failing the student's run (seen in CI: 'is not empty; give a new folder')."""
+    import uuid as uuid_module
+
+    from explorer.train import store as store_module
+
+    drawn = iter(["aaaa" + "0" * 28] * 3 + ["bbbb" + "0" * 28] * 2 + ["cccc" + "0" * 28] * 20)
+    monkeypatch.setattr(store_module.uuid, "uuid4", lambda: uuid_module.UUID(next(drawn)))
+    monkeypatch.setattr(store_module.time, "strftime", lambda _format: "20261207-024843")
+    runs = [Run.new_in(tmp_path, tiny().to_json(), "class") for _ in range(3)]
+    assert [run.id[-4:] for run in runs] == ["aaaa", "bbbb", "cccc"]
+    assert all(run.config() == json.loads(json.dumps(tiny().to_json())) for run in runs)
+
+
+def test_many_threads_naming_runs_at_once_never_share_a_folder(tmp_path, monkeypatch):
+    import uuid as uuid_module
+
+    from explorer.train import store as store_module
+
+    tags = iter(f"{index % 4:04x}" + "0" * 28 for index in range(10_000))
+    lock = threading.Lock()
+
+    def few_tags():  # four tags among sixteen runs: most draws collide, and do so across threads
+        with lock:
+            return uuid_module.UUID(next(tags))
+
+    monkeypatch.setattr(store_module.uuid, "uuid4", few_tags)
+    monkeypatch.setattr(store_module.time, "strftime", lambda _format: "20261207-024843")
+    made, errors = [], []
+
+    def make():
+        try:
+            made.append(Run.new_in(tmp_path / "runs", tiny().to_json(), "class"))
+        except Exception as error:  # noqa: BLE001 - the test reports any failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len({run.path for run in made}) == 4

@@ -126,8 +126,18 @@ class Run:
     def new_in(cls, root: str | Path, config: dict, label: str) -> "Run":
         """A new run folder under ``root``, named by time and label."""
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60]
-        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:4]}"
-        return cls.create(Path(root) / name, config)
+        # A class pressing Start in the same second asks for many names at once, and four hex digits
+        # collide now and then (the Runs page shows them as the run's short tag). mkdir without exist_ok
+        # claims a name atomically, even against another process, so a taken name just draws again.
+        Path(root).mkdir(parents=True, exist_ok=True)
+        for _attempt in range(1000):
+            path = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:4]}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls.create(path, config)
+        raise RuntimeError(f"no free run-folder name under {root}")
 
     def exists(self) -> bool:
         return (self.path / "config.json").exists()
