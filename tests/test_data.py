@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import pickle
 import socket
 import struct
@@ -642,3 +643,127 @@ def test_cifar10_that_cannot_be_had_is_refused_before_any_run_exists(tmp_path, f
     with pytest.raises(ValueError, match="cannot be downloaded"):
         manager.submit_group([config, config], group="offline")
     assert not runs.exists() or not any(runs.iterdir())
+
+
+class _CountedDecodes:
+    """Stands in for folder.py's per-file decoder and counts the files it decodes (from any thread)."""
+
+    def __init__(self, monkeypatch):
+        from explorer.data import folder as folder_module
+
+        self.calls, self._lock, self._decode = 0, threading.Lock(), folder_module._read_image
+        monkeypatch.setattr(folder_module, "_read_image", self)
+
+    def __call__(self, path, size):
+        with self._lock:
+            self.calls += 1
+        return self._decode(path, size)
+
+
+@pytest.fixture
+def own_data_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "data-cache"
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(cache))
+    return cache
+
+
+def test_a_folder_is_decoded_once_and_read_from_the_cache_after(tmp_path, monkeypatch, own_data_cache):
+    root = _make_folder(tmp_path / "images")
+    decodes = _CountedDecodes(monkeypatch)
+    first = load_folder(root, image_size=16)
+    assert decodes.calls == 7
+    seen = []
+    again = load_folder(root, image_size=16, progress=lambda done, total: seen.append((done, total)))
+    assert decodes.calls == 7 and seen == [(7, 7)]  # nothing decoded; the progress bar still ends full
+    for name in ("x_train", "y_train", "x_test", "y_test", "classes", "mean", "std"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    assert len(list((own_data_cache / "decoded-folders").glob("*.npz"))) == 1
+    load_folder(root, image_size=8)  # another size: its own entry
+    assert decodes.calls == 14
+    load_folder(root, image_size=16, use_cache=False)
+    assert decodes.calls == 21
+
+
+def test_a_changed_added_or_removed_file_decodes_the_folder_again(tmp_path, monkeypatch, own_data_cache):
+    root = _make_folder(tmp_path / "images")
+    decodes = _CountedDecodes(monkeypatch)
+    load_folder(root, image_size=8)
+    _save(root / "train" / "dog" / "new.png", (10, 10, 250))
+    assert load_folder(root, image_size=8).x_train.shape[0] == 6 and decodes.calls == 7 + 8
+    _save(root / "train" / "cat" / "a.png", (10, 250, 10), size=(40, 30))  # replaced: green now
+    assert np.abs(load_folder(root, image_size=8).x_train[0].astype(int) - (10, 250, 10)).max() <= 2
+    (root / "train" / "dog" / "new.png").unlink()
+    assert load_folder(root, image_size=8).x_train.shape[0] == 5 and decodes.calls == 7 + 8 + 8 + 7
+
+
+def test_skipped_files_are_still_named_when_the_folder_comes_from_the_cache(tmp_path, own_data_cache):
+    root = _make_folder(tmp_path / "images")
+    (root / "train" / "dog" / "broken.png").write_bytes(b"not a png at all")
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="skipped 1 unreadable image file.*broken.png"):
+            assert load_folder(root, image_size=8).x_train.shape[0] == 5
+
+
+def test_a_damaged_cache_entry_is_decoded_again_and_replaced(tmp_path, monkeypatch, own_data_cache):
+    root = _make_folder(tmp_path / "images")
+    first = load_folder(root, image_size=8)
+    (entry,) = (own_data_cache / "decoded-folders").glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:200])  # cut short, as by a full disk or a killed writer
+    decodes = _CountedDecodes(monkeypatch)
+    np.testing.assert_array_equal(load_folder(root, image_size=8).x_train, first.x_train)
+    assert decodes.calls == 7
+    np.testing.assert_array_equal(load_folder(root, image_size=8).x_train, first.x_train)
+    assert decodes.calls == 7
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache folder would have to go under this file")
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(blocker / "cache"))
+    root = _make_folder(tmp_path / "images")
+    assert load_folder(root, image_size=8).x_train.shape == (5, 8, 8, 3)
+    assert not (blocker.parent / "cache").exists()
+
+
+def test_a_full_disk_while_the_cache_is_written_leaves_no_partial_file(tmp_path, monkeypatch, own_data_cache):
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    root = _make_folder(tmp_path / "images")
+    assert load_folder(root, image_size=8).x_train.shape == (5, 8, 8, 3)
+    assert [path.name for path in (own_data_cache / "decoded-folders").iterdir() if path.suffix == ".npz"] == []
+
+
+def test_runs_that_load_a_folder_at_once_decode_it_once(tmp_path, monkeypatch, own_data_cache):
+    root = _make_folder(tmp_path / "images")
+    decodes = _CountedDecodes(monkeypatch)
+    shapes_seen, errors = [], []
+
+    def load():
+        try:
+            shapes_seen.append(load_folder(root, image_size=8).x_train.shape)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and shapes_seen == [(5, 8, 8, 3)] * 4
+    assert decodes.calls == 7
+
+
+def test_only_the_most_recently_read_folders_are_kept(tmp_path, own_data_cache):
+    from explorer.data import folder as folder_module
+
+    root = _make_folder(tmp_path / "images")
+    for order, size in enumerate(range(8, 8 + folder_module.CACHE_KEPT + 2)):
+        load_folder(root, image_size=size)
+        # Written within the same clock tick, entries could tie on their time: give each its own second.
+        (entry,) = (own_data_cache / "decoded-folders").glob(f"*-{size}px.npz")
+        os.utime(entry, (1_700_000_000 + order, 1_700_000_000 + order))  # before now
+    kept = sorted((own_data_cache / "decoded-folders").glob("*.npz"))
+    assert len(kept) == folder_module.CACHE_KEPT
+    assert not any(path.name.endswith(("-8px.npz", "-9px.npz")) for path in kept)

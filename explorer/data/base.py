@@ -10,7 +10,9 @@ the training images, as the paper normalises with statistics of the training set
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -30,9 +32,16 @@ DATASET_NAMES = (*BUILT_IN_IMAGE_DATASETS, f"{FOLDER_PREFIX}PATH", *POINT_DATASE
 IMAGE_DATASETS_HELP = f"{SHAPES}, {SHAPES_EASY} (no clutter), {CIFAR10} or {FOLDER_PREFIX}PATH"
 
 IMAGE_SIZE_RANGE = (8, 512)
+DATA_DIR_ENV = "RESNET_EXPLORER_DATA"  # where downloads and decoded-image caches go
+DEFAULT_DATA_DIR = Path("~/.cache/resnet-explorer/data")
 RESIZE_CHUNK = 4096  # images resized at once: bounded memory for a set of any size
 
 Progress = Callable[[int, int], None]
+
+
+def default_data_dir() -> Path:
+    """The cache folder: CIFAR-10's download and the decoded image folders (``$RESNET_EXPLORER_DATA``)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def check_dataset_name(name: str) -> str:

@@ -27,13 +27,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from explorer.data.base import CIFAR10, ImageDataset, Progress, channel_stats
+from explorer.data.base import CIFAR10, ImageDataset, Progress, channel_stats, default_data_dir
+from explorer.data.base import DATA_DIR_ENV, DEFAULT_DATA_DIR  # noqa: F401 - their old home, still imported from here
 from explorer.download import check_reachable, fetch
 
-DATA_DIR_ENV = "RESNET_EXPLORER_DATA"
 URL_ENV = "RESNET_EXPLORER_CIFAR10_URL"
 MD5_ENV = "RESNET_EXPLORER_CIFAR10_MD5"
-DEFAULT_DATA_DIR = Path("~/.cache/resnet-explorer/data")
 # torchvision.datasets.CIFAR10's url, filename, tgz_md5, base_folder, train_list, test_list and meta,
 # written out because importing torchvision takes seconds; a test checks that they still agree.
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -50,10 +49,6 @@ TIMEOUT_SECONDS = 30.0  # without a byte for this long, the download counts as o
 
 IF_OFFLINE = (f"instead use the built-in, offline 'shapes-easy' or 'shapes' data set, 'folder:PATH' for your own "
               f"images, or 'cifar10' with data_dir set to a folder that holds {ARCHIVE} or {FOLDER}/")
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
 def load_cifar10(data_dir: str | Path | None = None, *, url: str | None = None, md5: str | None = None,
