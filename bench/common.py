@@ -11,13 +11,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def record(name: str, device, payload: dict, markdown: list[str]) -> Path:
-    """Write results/<name>-<device>-<date>.json and .md, with device, versions and date."""
+def machine_variant(device) -> str:
+    """"-bf16" where training here takes bfloat16 by default (a CPU with AVX512-BF16 or AMX), else "".
+
+    A one-minute run's numbers depend on the precision it trains in, so records of such machines are
+    kept apart from those of fp32 ones, and the pages read the record of the machine's kind.
+    """
+    from explorer.train.precision import resolve_precision
+
+    return "-bf16" if device.type == "cpu" and resolve_precision("auto", device)[0] == "bf16" else ""
+
+
+def record(name: str, device, payload: dict, markdown: list[str], variant: str = "") -> Path:
+    """Write results/<name>-<device><variant>-<date>.json and .md, with device, versions and date."""
     from explorer.device import environment
 
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     env = environment(device)
-    path = RESULTS / f"{name}-{device.type}-{date}"
+    path = RESULTS / f"{name}-{device.type}{variant}-{date}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps({"date": date, "environment": env, **payload}, indent=1) + "\n")
     header = [f"Measured {date} on {env['device']}; torch {env['torch']}, torchvision {env['torchvision']}, "

@@ -34,6 +34,7 @@ from explorer.data import load_dataset
 from explorer.data.base import DATA_DIR_ENV, FOLDER_PREFIX
 from explorer.device import resolve_device
 from explorer.train.jobs import JobManager
+from explorer.train.precision import resolve_precision
 from explorer.train.presets import CLAIMS, PRESETS
 
 APP_SLOTS = 4  # the app's default RESNET_EXPLORER_MAX_JOBS
@@ -129,6 +130,7 @@ def main():
     seeds = parse_seeds(args.seeds)
     keys = args.presets.split(",")
     results, repeats = {}, {}
+    precision, precision_reason = resolve_precision("auto", device)
     decode_seconds = None
     if args.dataset and args.dataset.startswith(FOLDER_PREFIX):
         # Before the first JobManager: its worker processes inherit this environment.
@@ -165,7 +167,8 @@ def main():
              + (f" after {schedule.warmup_steps} warm-up steps at {schedule.warmup_lr:g}" if schedule.warmup_steps else "")
              + f" (divided by 10 at {', '.join(f'{m:.0%}' for m in schedule.lr_milestones)} of the steps), "
              f"{schedule.train_size or 'all'} images of {dataset} at {schedule.image_size}x{schedule.image_size}"
-             + (f" ({args.dataset_note})" if args.dataset_note else "") + ".", ""]
+             + (f" ({args.dataset_note})" if args.dataset_note else "") + ".", "",
+             f"Precision: {precision}, as `auto` chooses on this machine: {precision_reason}.", ""]
     if decode_seconds is not None:
         lines += [f"The folder's files were decoded once before seed 0, into an empty cache, in {decode_seconds:.1f} s: "
                   "the first preset on a machine takes that much longer. Every run then read the decoded arrays from "
@@ -214,7 +217,8 @@ def main():
                 numbers.pop("train_curve", None)  # compared above; too long to keep
     name = "presets" if dataset.startswith("shapes") else "presets-real-images"
     common.record(name, device, {"seeds": seeds, "dataset": dataset, "dataset_note": args.dataset_note,
-                                 "folder_decode_seconds": decode_seconds, "summary": summary, "runs": results}, lines)
+                                 "precision": precision, "folder_decode_seconds": decode_seconds, "summary": summary,
+                                 "runs": results}, lines, variant=common.machine_variant(device))
 
 
 if __name__ == "__main__":

@@ -196,7 +196,8 @@ def main():
     lines.append("Images per second of training (forward, backward, SGD step); evaluation is not included. "
                  "`x fp32 reference`: against the reference loop with 0 workers.")
     common.record("train-throughput", device, {"batch_size": BATCH, "steps": args.steps, "warmup": args.warmup,
-                                               "native_bf16": native, "bf16_feature": support, "rows": rows}, lines)
+                                               "native_bf16": native, "bf16_feature": support, "rows": rows}, lines,
+                  variant=common.machine_variant(device))
 
 
 if __name__ == "__main__":

@@ -343,17 +343,48 @@ def test_a_page_states_a_claim_only_where_the_record_bears_it_out(tmp_path, monk
     assert fig7.lines("cpu", "cifar10") == (fig7.shows, fig7.cannot)
 
 
-def test_the_recorded_claims_of_every_line_a_preset_says_hold_on_nine_of_ten():
-    """The lines the Train page says on this project's own records: every claim in them held on 9 of 10."""
-    from explorer.train.presets import MEASURED_ON_CPU, MEASURED_ON_REAL_IMAGES, latest
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32 machine", "bf16 machine"])
+def test_the_recorded_claims_of_every_line_a_preset_says_hold_on_nine_of_ten(monkeypatch, bf16):
+    """The lines the Train page says on this project's own records, on a machine of either kind: every
+    claim in them held on 9 of 10 in the record the page reads."""
+    from explorer.train import presets
 
-    for name, dataset in ((MEASURED_ON_CPU, "shapes-easy"), (MEASURED_ON_REAL_IMAGES, "folder:/real")):
-        recorded = latest(name)
+    monkeypatch.setattr(presets, "cpu_trains_in_bf16", lambda: bf16)
+    checked = 0
+    for dataset in ("shapes-easy", "folder:/real"):
+        recorded = PRESETS["fig6"]._record(dataset)
         if recorded is None:
             continue
+        name = presets.MEASURED_ON_REAL_IMAGES if presets.is_real_images(dataset) else presets.MEASURED_ON_CPU
+        own = presets.latest(name + presets.BF16_RECORD if bf16 else name)
+        assert recorded.source == (own or recorded).source
         seeds = len(recorded.data["seeds"])
         for preset in PRESETS.values():
             counts = recorded.data["summary"][preset.key]["claims_held_on_seeds"]
             shows, _cannot = preset.lines("cpu", dataset)
             if shows == preset.shows:
-                assert all(counts[claim] >= 0.9 * seeds for claim in preset.shows_rests_on), (name, preset.key)
+                assert all(counts[claim] >= 0.9 * seeds for claim in preset.shows_rests_on), (recorded.source, preset.key)
+            checked += 1
+    assert checked  # the project has records to check
+
+
+def test_a_machine_quotes_the_record_of_its_own_precision_and_says_when_it_has_none(tmp_path, monkeypatch):
+    import json
+
+    from explorer import measurements
+    from explorer.train import presets
+
+    monkeypatch.setattr(presets, "latest", lambda name: measurements.latest(name, tmp_path))
+    monkeypatch.delenv("RESNET_EXPLORER_REAL_IMAGES", raising=False)
+    _record(tmp_path, "presets-cpu", "2026-12-07", "shapes-easy", "", {"plain56_behind_plain20": 10})
+    monkeypatch.setattr(presets, "cpu_trains_in_bf16", lambda: True)
+    fallback = PRESETS["fig6"].measured_on_cpu("shapes-easy")
+    assert "In float32." in fallback and "This machine trains in bfloat16, and has no record of its own kind" in fallback
+    _record(tmp_path, "presets-cpu-bf16", "2026-12-06", "shapes-easy", "", {"plain56_behind_plain20": 7})
+    record = json.loads((tmp_path / "presets-cpu-bf16-2026-12-06.json").read_text())
+    (tmp_path / "presets-cpu-bf16-2026-12-06.json").write_text(json.dumps({**record, "precision": "bf16"}))
+    own = PRESETS["fig6"].measured_on_cpu("shapes-easy")  # older than the fp32 record, but of its own kind
+    assert "on 7 of 10 seeds" in own and "In bfloat16" in own and "no record of its own kind" not in own
+    monkeypatch.setattr(presets, "cpu_trains_in_bf16", lambda: False)
+    fp32 = PRESETS["fig6"].measured_on_cpu("shapes-easy")
+    assert "on 10 of 10 seeds" in fp32 and "no record of its own kind" not in fp32

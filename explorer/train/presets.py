@@ -11,7 +11,11 @@ least 9 of 10 seeds (bench/presets.py records the ten-seed table; the pages quot
   ResNet-56 after 160 steps at lr 0.02 ended at 52-57% training error without it, 71-76% with it
   (three seeds each).
 - 140 steps at batch 64: the four nets of Fig. 6 in about 55 s on 2 cores as the app runs them
-  (160 steps took 61 s, 300 steps 107 s).
+  (160 steps took 61 s, 300 steps 107 s). A CPU that computes bfloat16 natively (AVX512-BF16)
+  trains them in about 23 s, on shapes-easy or real images. Twice the steps there (at lr 0.02 or
+  0.05), or 200 steps at batch 96, made no claim hold more firmly and still left ResNet-56 behind
+  ResNet-20 (bench/results/preset-schedules-shapes-cpu-bf16-*), so every CPU runs this one
+  schedule: its records compare across machines, and a faster machine answers the class sooner.
 - lr 0.02, divided by 10 for the last 10% of the steps. ResNet-56 after 160 steps (with
   augmentation) ended at 81-86% training error at lr 0.05, 73-74% at 0.02, 87-90% at 0.1 with or
   without a warm-up: in a run this short a lower rate learns faster. Dropping it at 50% and 75%,
@@ -38,6 +42,9 @@ from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeCon
 
 MEASURED_ON_CPU = "presets-cpu"  # bench/presets.py's record: what each CPU preset showed, per seed
 MEASURED_ON_REAL_IMAGES = "presets-real-images-cpu"  # the same on real CIFAR-10 images
+# Records of CPUs that train in bfloat16 by default (AVX512-BF16 or AMX) carry this after the names above:
+# a one-minute run's orders depend on its precision, so each kind of machine quotes its own.
+BF16_RECORD = "-bf16"
 HOLDS_ON_SHARE = 0.9  # a claim a page makes holds on at least 9 of 10 recorded seeds
 REAL_IMAGES_ENV = "RESNET_EXPLORER_REAL_IMAGES"  # a data set of real images the CPU presets default to
 
@@ -65,6 +72,15 @@ def real_images_on_machine() -> str | None:
 
 def is_real_images(dataset: str) -> bool:
     return not dataset.startswith("shapes")
+
+
+def cpu_trains_in_bf16() -> bool:
+    """Whether a run's ``auto`` precision on this machine's CPU is bfloat16 (explorer/train/precision.py)."""
+    import torch
+
+    from explorer.train.precision import resolve_precision
+
+    return resolve_precision("auto", torch.device("cpu"))[0] == "bf16"
 
 # What a preset's text may claim, each checked on every seed by bench/presets.py: ``left``'s
 # ``measure`` is below ``right``'s. Training error is the mean of the last three logs; the response
@@ -141,8 +157,12 @@ class Preset:
         return self.shows_if_unheld, self.cannot_if_unheld or self.cannot
 
     def _record(self, dataset: str | None):
+        """The newest record for this data's kind, of a machine that trains in the precision this one
+        does by default; a machine of the other kind's where its own kind has none."""
         real = is_real_images(dataset or self.default_dataset("cpu"))
-        return latest(MEASURED_ON_REAL_IMAGES if real else MEASURED_ON_CPU)
+        name = MEASURED_ON_REAL_IMAGES if real else MEASURED_ON_CPU
+        own, other = (name + BF16_RECORD, name) if cpu_trains_in_bf16() else (name, name + BF16_RECORD)
+        return latest(own) or latest(other)
 
     def title_on(self, device_type: str) -> str:
         """The title that names the nets this device trains."""
@@ -188,6 +208,14 @@ class Preset:
         lines = [_("Measured by bench/presets.py on {device}, {date}, on {seeds} seeds, the nets trained as the app "
                    "trains them ({source}).").format(device=recorded.device, date=recorded.date, seeds=seeds,
                                                      source=recorded.source)]
+        recorded_precision = recorded.data.get("precision", "fp32")  # records before precisions were chosen: fp32
+        lines[0] += " " + (_("In bfloat16, as this project trains on a CPU that computes it natively.")
+                           if recorded_precision == "bf16" else _("In float32."))
+        if (recorded_precision == "bf16") != cpu_trains_in_bf16():
+            lines[0] += " " + (_("This machine trains in bfloat16, and has no record of its own kind yet: its "
+                                 "numbers may differ.") if cpu_trains_in_bf16() else
+                               _("This machine trains in float32, and has no record of its own kind yet: its numbers "
+                                 "may differ."))
         if real:
             lines[0] += " " + _("Real images: {data}.").format(data=on)
         if seconds:
