@@ -352,7 +352,7 @@ def test_the_recorded_claims_of_every_line_a_preset_says_hold_on_nine_of_ten(mon
     monkeypatch.setattr(presets, "cpu_trains_in_bf16", lambda: bf16)
     checked = 0
     for dataset in ("shapes-easy", "folder:/real"):
-        recorded = PRESETS["fig6"]._record(dataset)
+        recorded = PRESETS["fig6"].measured_record(dataset)
         if recorded is None:
             continue
         name = presets.MEASURED_ON_REAL_IMAGES if presets.is_real_images(dataset) else presets.MEASURED_ON_CPU

@@ -16,9 +16,8 @@ from explorer.figures import (
     responses_figure,
     training_curves_figure,
 )
-from explorer.measurements import latest
 from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeConfig, RunConfig
-from explorer.train.presets import CLAIMS, MEASURED_ON_CPU, PRESETS
+from explorer.train.presets import CLAIMS, PRESETS
 from explorer.train.store import DEFAULT_RUNS_DIR, Run
 from explorer.train.trainer import train
 from tests.conftest import ROOT
@@ -80,7 +79,11 @@ def test_train_page_starts_a_pair_and_shows_its_records(trained_pair):
     assert any("(averaged over each logging interval; no augmentation)" in c.value for c in app.caption)
 
 
-def test_train_page_shows_preset_limits():
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32 machine", "bf16 machine"])
+def test_train_page_shows_preset_limits(monkeypatch, bf16):
+    from explorer.train import presets
+
+    monkeypatch.setattr(presets, "cpu_trains_in_bf16", lambda: bf16)
     app = _page("train.py")
     app.radio[0].set_value("fig6").run()
     preset = PRESETS["fig6"]
@@ -92,11 +95,12 @@ def test_train_page_shows_preset_limits():
     # On this CPU: the minute-long schedule, and what bench/presets.py recorded, read from its results.
     details = " ".join(m.value for m in app.expander[0].markdown)
     assert "shapes-easy at 16x16" in details and "140 steps at batch 64" in details
-    recorded = latest(MEASURED_ON_CPU)
+    recorded = preset.measured_record("shapes-easy")  # this machine's kind: bf16 or fp32
     seeds = len(recorded.data["seeds"])
     for claim, count in recorded.data["summary"]["fig6"]["claims_held_on_seeds"].items():
         assert f"{CLAIMS[claim]['text']}: on {count} of {seeds} seeds" in details
-    assert recorded.source in details
+    assert recorded.source in details and ("-bf16-" in recorded.source) == bf16  # the project has both kinds
+    assert ("In bfloat16" in details) == bf16 and "no record of its own kind" not in details
     # A preset takes only its data, device and seed: its schedule is its own.
     assert {box.label for box in app.number_input} == {"Seed"} and not app.select_slider
     assert app.selectbox[0].value == "shapes-easy"

@@ -146,7 +146,7 @@ class Preset:
         """
         if device_type == "cuda" or not self.shows_rests_on or self.shows_if_unheld is None:
             return self.shows, self.cannot
-        recorded = self._record(dataset)
+        recorded = self.measured_record(dataset)
         summary = recorded.data.get("summary", {}).get(self.key) if recorded else None
         if not summary:
             return self.shows, self.cannot
@@ -156,7 +156,7 @@ class Preset:
             return self.shows, self.cannot
         return self.shows_if_unheld, self.cannot_if_unheld or self.cannot
 
-    def _record(self, dataset: str | None):
+    def measured_record(self, dataset: str | None = None):
         """The newest record for this data's kind, of a machine that trains in the precision this one
         does by default; a machine of the other kind's where its own kind has none."""
         real = is_real_images(dataset or self.default_dataset("cpu"))
@@ -198,7 +198,7 @@ class Preset:
         """What bench/presets.py recorded for this preset on a CPU, on ``dataset``'s kind of data (the
         built-in shapes, or real images), as markdown; None if nothing is recorded."""
         real = is_real_images(dataset or self.default_dataset("cpu"))
-        recorded = self._record(dataset)
+        recorded = self.measured_record(dataset)
         summary = recorded.data.get("summary", {}).get(self.key) if recorded else None
         if not summary:
             return None
