@@ -48,3 +48,23 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def call_at_once(function, times: int = 4) -> tuple[list, list]:
+    """``function()`` in ``times`` threads started together: (what they returned, what they raised)."""
+    import threading
+
+    returned, raised = [], []
+
+    def call():
+        try:
+            returned.append(function())
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            raised.append(error)
+
+    threads = [threading.Thread(target=call) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return returned, raised

@@ -31,7 +31,7 @@ from explorer.data.folder import load_folder, load_npz_subset
 from explorer.data.images import MAX_PIXELS, load_image
 from explorer.data.loader import random_crop_flip
 from explorer.data.toy2d import CLASS_NAMES, make_points, sample_points
-from tests.conftest import ROOT
+from tests.conftest import ROOT, call_at_once
 
 # --- shapes -------------------------------------------------------------------------------------
 
@@ -738,19 +738,7 @@ def test_a_full_disk_while_the_cache_is_written_leaves_no_partial_file(tmp_path,
 def test_runs_that_load_a_folder_at_once_decode_it_once(tmp_path, monkeypatch, own_data_cache):
     root = _make_folder(tmp_path / "images")
     decodes = _CountedDecodes(monkeypatch)
-    shapes_seen, errors = [], []
-
-    def load():
-        try:
-            shapes_seen.append(load_folder(root, image_size=8).x_train.shape)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    shapes_seen, errors = call_at_once(lambda: load_folder(root, image_size=8).x_train.shape)
     assert errors == [] and shapes_seen == [(5, 8, 8, 3)] * 4
     assert decodes.calls == 7
 

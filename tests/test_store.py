@@ -15,6 +15,7 @@ from explorer.train.config import DataConfig, ModelConfig, OptimConfig, ProbeCon
 from explorer.train.jsonl import JsonlCache, last_records
 from explorer.train.store import Run, mark_interrupted
 from explorer.train.trainer import train
+from tests.conftest import call_at_once
 
 
 def tiny(steps=12) -> RunConfig:
@@ -282,17 +283,5 @@ def test_many_threads_naming_runs_at_once_never_share_a_folder(tmp_path, monkeyp
 
     monkeypatch.setattr(store_module.uuid, "uuid4", few_tags)
     monkeypatch.setattr(store_module.time, "strftime", lambda _format: "20261207-024843")
-    made, errors = [], []
-
-    def make():
-        try:
-            made.append(Run.new_in(tmp_path / "runs", tiny().to_json(), "class"))
-        except Exception as error:  # noqa: BLE001 - the test reports any failure
-            errors.append(error)
-
-    threads = [threading.Thread(target=make) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    made, errors = call_at_once(lambda: Run.new_in(tmp_path / "runs", tiny().to_json(), "class"))
     assert errors == [] and len({run.path for run in made}) == 4
