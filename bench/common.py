@@ -17,9 +17,9 @@ def machine_variant(device) -> str:
     A one-minute run's numbers depend on the precision it trains in, so records of such machines are
     kept apart from those of fp32 ones, and the pages read the record of the machine's kind.
     """
-    from explorer.train.precision import resolve_precision
+    from explorer.train.presets import BF16_RECORD, cpu_trains_in_bf16
 
-    return "-bf16" if device.type == "cpu" and resolve_precision("auto", device)[0] == "bf16" else ""
+    return BF16_RECORD if device.type == "cpu" and cpu_trains_in_bf16() else ""
 
 
 def record(name: str, device, payload: dict, markdown: list[str], variant: str = "") -> Path:

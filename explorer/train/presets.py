@@ -82,6 +82,7 @@ def cpu_trains_in_bf16() -> bool:
 
     return resolve_precision("auto", torch.device("cpu"))[0] == "bf16"
 
+
 # What a preset's text may claim, each checked on every seed by bench/presets.py: ``left``'s
 # ``measure`` is below ``right``'s. Training error is the mean of the last three logs; the response
 # std is the mean over 3x3 layers of the saved weights (the final probe).
