@@ -102,7 +102,13 @@ def resolve_precision(choice: str, device: torch.device) -> tuple[str, str]:
     fp32 only.
     """
     used, code, feature = choose_precision(choice, device)
-    return used, REASONS[code].format(where=processor_words(device.type, feature))
+    return used, reason_sentence(code, device.type, feature)
+
+
+def reason_sentence(code: str, device_type: str, feature: str | None, _: Translate = untranslated) -> str:
+    """REASONS[code] for this processor, in ``_``'s language."""
+    translate = _  # REASONS' sentences are marked with N_ where they are defined
+    return translate(REASONS[code]).format(where=processor_words(device_type, feature, _))
 
 
 def processor_words(device_type: str, feature: str | None, _: Translate = untranslated) -> str:
@@ -118,9 +124,7 @@ def precision_reason(environment: dict, _: Translate = untranslated) -> str:
     why = environment.get("precision_why")
     if why not in REASONS:
         return str(environment.get("precision_reason", ""))
-    translate = _  # REASONS' sentences are marked with N_ where they are defined
-    where = processor_words(str(environment.get("device_type", "cpu")), environment.get("bf16_feature"), _)
-    return translate(REASONS[why]).format(where=where)
+    return reason_sentence(why, str(environment.get("device_type", "cpu")), environment.get("bf16_feature"), _)
 
 
 def autocast(device: torch.device, precision: str):

@@ -29,8 +29,8 @@ from explorer.models.cost import check_fits
 from explorer.models.mode import evaluating
 from explorer.threads import cpu_thread_share
 from explorer.train.config import OptimConfig, RunConfig, validate
-from explorer.train.precision import (REASONS, autocast, choose_precision, compile_failure, compiled,
-                                      processor_words, resolve_compile)
+from explorer.train.precision import (autocast, choose_precision, compile_failure, compiled, reason_sentence,
+                                      resolve_compile)
 from explorer.train.probes import GradientProbe, measure_responses, weight_grad_norms
 from explorer.train.store import Run, disk_full_message, is_disk_full
 
@@ -278,7 +278,7 @@ def _prepare(config: RunConfig, run: Run, control: Control, dataset: ImageDatase
     if resolve_compile(config.compile, device):
         step_model, compile_note = compiled(model)
     where = {**environment(device), "precision": precision,
-             "precision_reason": REASONS[precision_why].format(where=processor_words(device.type, bf16_feature)),
+             "precision_reason": reason_sentence(precision_why, device.type, bf16_feature),
              "precision_why": precision_why, "bf16_feature": bf16_feature,
              "compiled": step_model is not model, "compile_note": compile_note}
     run.set_status("running", f"training on {describe_device(device)}", step=start_step, total_steps=total_steps,
